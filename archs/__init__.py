@@ -1,0 +1,1 @@
+"""Architectures, installed as ``losses_plugin.archs``; registered by the ``*_arch.py`` suffix."""

@@ -1,0 +1,1 @@
+"""Registered by suffix; see losses_plugin.registration."""

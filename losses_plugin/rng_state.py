@@ -1,0 +1,57 @@
+"""Every rank's random-generator states, saved beside BasicSR's training state and restored on resume.
+
+BasicSR's ``*.state`` files hold optimisers and schedulers only, and only rank 0 writes them. A
+method that draws random numbers while training (TLW's relaxed-Bernoulli samples, dropout) needs
+the generators too, per rank, for a resumed run to continue exactly. They go to
+``training_states/<iter>_rng.pth``, which BasicSR's ``--auto_resume`` scan ignores.
+"""
+import os
+import random
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+def rng_state_path(opt, current_iter):
+    return os.path.join(opt['path']['training_states'], f'{current_iter}_rng.pth')
+
+
+def capture():
+    # NumPy's key array travels as a tensor so that the file loads with ``weights_only=True``.
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {'python': random.getstate(), 'numpy': (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+             'torch': torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore(state):
+    random.setstate(state['python'])
+    name, keys, pos, has_gauss, gauss = state['numpy']
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state['torch'])
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+def save(opt, current_iter, iters_per_epoch):
+    """Gathers all ranks' states (a collective: every rank calls it); rank 0 writes them."""
+    states = [capture()]
+    if opt['dist']:
+        states = [None] * opt['world_size']
+        dist.all_gather_object(states, capture())
+    if opt['rank'] == 0:
+        torch.save({'ranks': states, 'iters_per_epoch': iters_per_epoch}, rng_state_path(opt, current_iter))
+
+
+def load(opt, current_iter):
+    """This rank's saved states and the epoch length they were saved with; None if absent."""
+    path = rng_state_path(opt, current_iter)
+    if not os.path.isfile(path):
+        return None
+    saved = torch.load(path, weights_only=True)
+    if len(saved['ranks']) != opt['world_size']:
+        return None
+    return saved['ranks'][opt['rank']], saved['iters_per_epoch']

@@ -1,0 +1,207 @@
+"""The training pipeline behind ``basicsr train`` and ``python -m losses_plugin train``.
+
+It is BasicSR's ``train_pipeline`` loop (same options, models, logging, checkpoints and
+validation) with three differences, all for runs that are interrupted and resumed:
+
+- a resumed run continues exactly: it skips the samples the interrupted epoch already used
+  (BasicSR repeats the epoch from its start) and augmentations depend on the sample alone
+  (:mod:`losses_plugin.data.deterministic_sampling`);
+- every rank's random generators are saved with each checkpoint and restored (:mod:`losses_plugin.rng_state`);
+- after distributed training it checks, and logs, that every rank holds the same parameters.
+
+BasicSR's own ``basicsr.train.train_pipeline`` keeps working after ``import losses_plugin``
+(on CPU too); it just lacks these three.
+"""
+import datetime
+import hashlib
+import logging
+import os
+import time
+
+import torch
+import torch.distributed as dist
+from basicsr.data import build_dataloader, build_dataset
+from basicsr.data.prefetch_dataloader import CUDAPrefetcher
+from basicsr.models import build_model
+from basicsr.train import init_tb_loggers
+from basicsr.utils import (AvgTimer, MessageLogger, get_env_info, get_root_logger, get_time_str, make_exp_dirs,
+                           mkdir_and_rename)
+from basicsr.utils.options import copy_opt_file, dict2str, parse_options
+
+from losses_plugin import rng_state
+from losses_plugin.compat import load_resume_state
+from losses_plugin.data.deterministic_sampling import KeySeededDataset, ResumableEnlargedSampler
+from losses_plugin.options import OptionError
+
+
+def build_train_loader(opt):
+    dataset_opt = opt['datasets']['train']
+    dataset = KeySeededDataset(build_dataset(dataset_opt), opt['manual_seed'])
+    sampler = ResumableEnlargedSampler(dataset, opt['world_size'], opt['rank'],
+                                       dataset_opt.get('dataset_enlarge_ratio', 1))
+    loader = build_dataloader(
+        dataset, dataset_opt, num_gpu=opt['num_gpu'], dist=opt['dist'], sampler=sampler, seed=opt['manual_seed'])
+    # Worker seeds are drawn from this generator instead of advancing the global one at each epoch.
+    loader.generator = torch.Generator()
+    return loader, sampler
+
+
+def build_val_loaders(opt, logger):
+    loaders = []
+    for phase, dataset_opt in opt['datasets'].items():
+        if phase == 'train':
+            continue
+        if phase.split('_')[0] != 'val':
+            raise OptionError(f"datasets.{phase}: training accepts the phases 'train' and 'val', 'val_2', ...")
+        dataset = build_dataset(dataset_opt)
+        loaders.append(
+            build_dataloader(dataset, dataset_opt, num_gpu=opt['num_gpu'], dist=opt['dist'], seed=opt['manual_seed']))
+        logger.info(f"Number of val images in {dataset_opt['name']}: {len(dataset)}")
+    return loaders
+
+
+def epoch_batches(loader, opt):
+    if opt['datasets']['train'].get('prefetch_mode') == 'cuda':
+        if opt['datasets']['train'].get('pin_memory') is not True:
+            raise OptionError('datasets.train.pin_memory must be true with prefetch_mode: cuda')
+        prefetcher = CUDAPrefetcher(loader, opt)
+        batch = prefetcher.next()
+        while batch is not None:
+            yield batch
+            batch = prefetcher.next()
+    else:
+        yield from loader
+
+
+def networks(model):
+    return {name: net for name, net in vars(model).items() if name.startswith('net_') and isinstance(net, torch.nn.Module)}
+
+
+def parameter_digest(net):
+    """SHA-256 of a network's state dict (names and raw bytes, in order), DDP/DP wrappers removed."""
+    net = getattr(net, 'module', net)
+    digest = hashlib.sha256()
+    for name, tensor in net.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def check_ranks_agree(model, opt, logger):
+    """Logs whether every rank holds the same parameters in each ``net_*`` (a collective)."""
+    digests = {name: parameter_digest(net) for name, net in networks(model).items()}
+    gathered = [None] * opt['world_size']
+    dist.all_gather_object(gathered, digests)
+    for name in digests:
+        per_rank = [g[name] for g in gathered]
+        if len(set(per_rank)) == 1:
+            logger.info(f'{name} parameters identical on all {len(per_rank)} ranks (sha256 {per_rank[0]})')
+        else:
+            logger.error(f'{name} parameters differ between ranks: ' + ', '.join(
+                f'rank {r}: {d}' for r, d in enumerate(per_rank)))
+
+
+def restore_random_state(opt, current_iter, iters_per_epoch, logger):
+    saved = rng_state.load(opt, current_iter)
+    if saved is None:
+        logger.warning(f'No random-generator states saved for iteration {current_iter} with world size '
+                       f"{opt['world_size']}: resuming with fresh generators, so the run will not continue "
+                       'bit-exactly.')
+        return
+    states, saved_iters_per_epoch = saved
+    rng_state.restore(states)
+    if saved_iters_per_epoch != iters_per_epoch:
+        logger.warning(f'An epoch had {saved_iters_per_epoch} iterations when saved and has {iters_per_epoch} '
+                       'now (batch size, world size or data changed): the sample order will not continue exactly.')
+
+
+def train_pipeline(root_path):
+    """Trains as ``basicsr.train.train_pipeline`` does; experiments go under ``root_path``.
+
+    Returns:
+        The trained BasicSR model.
+    """
+    opt, args = parse_options(root_path, is_train=True)
+    opt['root_path'] = root_path
+    torch.backends.cudnn.benchmark = True
+
+    resume_state = load_resume_state(opt)
+    if resume_state is None:
+        make_exp_dirs(opt)
+        if opt['logger'].get('use_tb_logger') and 'debug' not in opt['name'] and opt['rank'] == 0:
+            mkdir_and_rename(os.path.join(root_path, 'tb_logger', opt['name']))
+    copy_opt_file(args.opt, opt['path']['experiments_root'])
+
+    log_file = os.path.join(opt['path']['log'], f"train_{opt['name']}_{get_time_str()}.log")
+    logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO, log_file=log_file)
+    logger.info(get_env_info())
+    logger.info(dict2str(opt))
+    tb_logger = init_tb_loggers(opt)
+
+    train_loader, sampler = build_train_loader(opt)
+    val_loaders = build_val_loaders(opt, logger)
+    iters_per_epoch = len(train_loader)
+    if iters_per_epoch == 0:
+        raise OptionError(f'datasets.train: {len(sampler)} samples per rank do not fill one batch of '
+                          f'{train_loader.batch_size}; lower batch_size_per_gpu or raise dataset_enlarge_ratio')
+    total_iters = int(opt['train']['total_iter'])
+    logger.info(f'Training statistics:\n\tNumber of train images: {len(train_loader.dataset)}'
+                f"\n\tWorld size: {opt['world_size']}; batch size per process: {train_loader.batch_size}"
+                f'\n\tIterations per epoch: {iters_per_epoch}; total iterations: {total_iters}.')
+
+    model = build_model(opt)
+    current_iter = 0
+    if resume_state:
+        model.resume_training(resume_state)
+        current_iter = resume_state['iter']
+        restore_random_state(opt, current_iter, iters_per_epoch, logger)
+        logger.info(f'Resuming training from iter: {current_iter}.')
+    epoch, skip_iters = divmod(current_iter, iters_per_epoch)
+    msg_logger = MessageLogger(opt, current_iter, tb_logger)
+
+    logger.info(f'Start training from epoch: {epoch}, iter: {current_iter}')
+    data_timer, iter_timer = AvgTimer(), AvgTimer()
+    start_time = time.time()
+    while current_iter < total_iters:
+        sampler.set_epoch(epoch, skip=skip_iters * train_loader.batch_size)
+        skip_iters = 0
+        for train_data in epoch_batches(train_loader, opt):
+            data_timer.record()
+            current_iter += 1
+            model.update_learning_rate(current_iter, warmup_iter=opt['train'].get('warmup_iter', -1))
+            model.feed_data(train_data)
+            model.optimize_parameters(current_iter)
+            iter_timer.record()
+            if current_iter == 1:
+                msg_logger.reset_start_time()
+            if current_iter % opt['logger']['print_freq'] == 0:
+                log_vars = {'epoch': epoch, 'iter': current_iter, 'lrs': model.get_current_learning_rate(),
+                            'time': iter_timer.get_avg_time(), 'data_time': data_timer.get_avg_time()}
+                log_vars.update(model.get_current_log())
+                msg_logger(log_vars)
+            save_now = current_iter % opt['logger']['save_checkpoint_freq'] == 0
+            if save_now:
+                logger.info('Saving models and training states.')
+                model.save(epoch, current_iter)
+            if opt.get('val') is not None and current_iter % opt['val']['val_freq'] == 0:
+                for val_loader in val_loaders:
+                    model.validation(val_loader, current_iter, tb_logger, opt['val']['save_img'])
+            if save_now:
+                rng_state.save(opt, current_iter, iters_per_epoch)
+            if current_iter >= total_iters:
+                break
+            data_timer.start()
+            iter_timer.start()
+        epoch += 1
+
+    logger.info(f'End of training. Time consumed: {datetime.timedelta(seconds=int(time.time() - start_time))}')
+    logger.info('Save the latest model.')
+    model.save(epoch=-1, current_iter=-1)
+    if opt.get('val') is not None:
+        for val_loader in val_loaders:
+            model.validation(val_loader, current_iter, tb_logger, opt['val']['save_img'])
+    if opt['dist']:
+        check_ranks_agree(model, opt, logger)
+    if tb_logger:
+        tb_logger.close()
+    return model
