@@ -8,12 +8,16 @@ machine where BasicSR already worked (CUDA available, older torchvision):
   ``!!python/...`` tags; options are read with a safe loader that keeps key order instead.
 - :func:`patch_cpu_resume`: ``load_resume_state`` maps the state to ``torch.cuda.current_device()``,
   which crashes without a GPU.
+- :func:`patch_sorted_folders`: BasicSR lists image folders in ``os.scandir`` order, which depends
+  on the file system, so sample i differs between machines and between a folder and the LMDB made
+  from it (whose keys are sorted); folder listings are sorted instead.
 - :func:`patch_cpu_distributed`: ``--launcher pytorch|slurm`` calls ``torch.cuda.set_device`` and
   NCCL, and DDP is given CUDA ``device_ids``; without a GPU we use gloo and plain CPU DDP.
 """
 import collections
 import os
 import subprocess
+import sys
 
 import yaml
 
@@ -103,6 +107,28 @@ def patch_cpu_resume():
     basicsr.train.load_resume_state = load_resume_state
 
 
+def patch_sorted_folders():
+    from basicsr.data import data_util
+
+    scandir_order = {'paired_paths_from_folder': data_util.paired_paths_from_folder,
+                     'paths_from_folder': data_util.paths_from_folder}
+
+    def paired_paths_from_folder(folders, keys, filename_tmpl):
+        pairs = scandir_order['paired_paths_from_folder'](folders, keys, filename_tmpl)
+        return sorted(pairs, key=lambda pair: pair[f'{keys[1]}_path'])
+
+    def paths_from_folder(folder):
+        return sorted(scandir_order['paths_from_folder'](folder))
+
+    sorted_versions = {'paired_paths_from_folder': paired_paths_from_folder, 'paths_from_folder': paths_from_folder}
+    # BasicSR's datasets import these functions by name, so replace every reference.
+    for module_name, module in list(sys.modules.items()):
+        if module_name.startswith('basicsr.data'):
+            for name, original in scandir_order.items():
+                if getattr(module, name, None) is original:
+                    setattr(module, name, sorted_versions[name])
+
+
 def _init_dist_pytorch_cpu(backend, **kwargs):
     import torch.distributed as dist
 
@@ -168,5 +194,6 @@ def apply():
     patch_torchvision()
     patch_safe_yaml()
     patch_cpu_resume()
+    patch_sorted_folders()
     patch_cpu_distributed()
     _applied = True

@@ -96,5 +96,9 @@ def check_options(opt, is_train):
         raise OptionError('datasets: expected a mapping of phases (train, val, val_2, test_1, ...) to datasets')
     if is_train and 'train' not in opt['datasets']:
         raise OptionError('datasets.train: training needs a train dataset')
+    val = opt.get('val') or {}
+    if not is_train and val.get('save_img') and 'suffix' not in val:
+        raise OptionError('val.suffix: BasicSR needs it when testing with val.save_img: true '
+                          '(`suffix: ~` names images <name>_<opt name>.png)')
     check_registered_names(opt)
     check_dataset_paths(opt)

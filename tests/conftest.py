@@ -1,0 +1,73 @@
+"""Shared fixtures: the demo data (built once per session), tiny option files, CLI runners."""
+import copy
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+DEMO_OPTIONS = REPO / 'options' / 'demo' / 'edsr_x4_l1.yml'
+
+
+@pytest.fixture(scope='session')
+def demo_data(tmp_path_factory):
+    """The demo data set, built by the real script into a temporary folder."""
+    out = tmp_path_factory.mktemp('demo_data') / 'demo'
+    subprocess.run([PYTHON, str(REPO / 'scripts' / 'make_demo_data.py'), '--out', str(out)], check=True,
+                   capture_output=True)
+    return out
+
+
+def tiny_options(demo_data, name, **train_overrides):
+    """The demo EDSR options shrunk to seconds: 8 features, 1 block, 32x32 GT patches, batch 2."""
+    opt = yaml.safe_load(DEMO_OPTIONS.read_text())
+    opt['name'] = name
+    opt['num_gpu'] = 0
+    train = opt['datasets']['train']
+    train.update(dataroot_gt=str(demo_data / 'train' / 'HR'), dataroot_lq=str(demo_data / 'train' / 'LR_bicubic' / 'X4'),
+                 gt_size=32, batch_size_per_gpu=2, num_worker_per_gpu=0, dataset_enlarge_ratio=2)
+    opt['datasets']['val'].update(dataroot_gt=str(demo_data / 'val' / 'HR'),
+                                  dataroot_lq=str(demo_data / 'val' / 'LR_bicubic' / 'X4'))
+    opt['network_g'].update(num_feat=8, num_block=1)
+    opt['train'].update(total_iter=4, scheduler={'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5})
+    opt['train'].update(train_overrides)
+    opt['val']['val_freq'] = 1000
+    opt['logger'].update(print_freq=1, save_checkpoint_freq=1000, use_tb_logger=False)
+    return opt
+
+
+def write_options(opt, path):
+    path = Path(path)
+    path.write_text(yaml.safe_dump(copy.deepcopy(opt), sort_keys=False))
+    return path
+
+
+def run_cli(args, cwd, launcher=None, check=True, timeout=600):
+    """Runs ``python -m losses_plugin ARGS`` (or under ``launcher``) in ``cwd``; returns the CompletedProcess."""
+    command = (launcher or [PYTHON]) + ['-m', 'losses_plugin'] + [str(a) for a in args]
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f'{" ".join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}')
+    return result
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def load_params(path, key='params'):
+    return torch.load(path, map_location='cpu', weights_only=True)[key]
+
+
+def training_log(experiment_dir):
+    """The text of every train_*.log of an experiment, oldest first."""
+    return '\n'.join(p.read_text() for p in sorted(Path(experiment_dir).glob('train_*.log')))

@@ -1,0 +1,57 @@
+"""The resumable sampler keeps BasicSR's order; keyed samples depend on the key alone."""
+import random
+
+import numpy as np
+import torch
+from basicsr.data.data_sampler import EnlargedSampler
+from torch.utils.data import Dataset
+
+from losses_plugin.data.deterministic_sampling import KeySeededDataset, ResumableEnlargedSampler
+
+
+class RandomDraws(Dataset):
+    """Each item draws from the three global generators, like BasicSR's augmentations do."""
+
+    def __len__(self):
+        return 5
+
+    def __getitem__(self, index):
+        return index, random.random(), float(np.random.rand()), float(torch.rand(()))
+
+
+def test_order_is_basicsr_order_for_each_rank():
+    data = RandomDraws()
+    for rank in range(2):
+        ours = ResumableEnlargedSampler(data, num_replicas=2, rank=rank, ratio=3)
+        theirs = EnlargedSampler(data, num_replicas=2, rank=rank, ratio=3)
+        ours.set_epoch(4)
+        theirs.set_epoch(4)
+        keys = list(ours)
+        assert [p % len(data) for _, p in keys] == list(theirs)
+        assert all(epoch == 4 for epoch, _ in keys) and len(keys) == len(ours) == len(theirs)
+
+
+def test_skip_yields_the_tail_of_the_epoch():
+    sampler = ResumableEnlargedSampler(RandomDraws(), num_replicas=1, rank=0, ratio=4)
+    sampler.set_epoch(2)
+    full = list(sampler)
+    sampler.set_epoch(2, skip=7)
+    assert list(sampler) == full[7:] and len(sampler) == len(full) - 7
+
+
+def test_samples_depend_on_key_only_and_leave_global_generators_alone():
+    data = KeySeededDataset(RandomDraws(), seed=10)
+    random.seed(1)
+    np.random.seed(1)
+    torch.manual_seed(1)
+    before = random.random(), np.random.rand(), torch.rand(())
+    first = data[(0, 7)]
+    assert first == data[(0, 7)]
+    assert first[0] == 7 % 5
+    assert data[(1, 7)][1:] != first[1:]  # another epoch, other augmentations
+    assert data[(0, 12)][1:] != first[1:]  # same image again in the enlarged epoch, other augmentations
+    random.seed(1)
+    np.random.seed(1)
+    torch.manual_seed(1)
+    data[(3, 3)]
+    assert (random.random(), np.random.rand(), torch.rand(())) == before

@@ -1,0 +1,74 @@
+"""scripts/prepare_dataset.py: sub-images and LMDB that train exactly like the folders."""
+import subprocess
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from basicsr.data.paired_image_dataset import PairedImageDataset
+from basicsr.utils.matlab_functions import imresize
+from conftest import PYTHON, REPO, load_params, run_cli, tiny_options, write_options
+
+from losses_plugin.data.deterministic_sampling import KeySeededDataset
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope='module')
+def prepared(demo_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp('prepared')
+    subprocess.run([PYTHON, str(REPO / 'scripts' / 'prepare_dataset.py'), '--hr', str(demo_data / 'train' / 'HR'),
+                    '--scale', '2', '4', '--crop-size', '96', '--step', '48', '--out', str(out), '--name', 'demo',
+                    '--workers', '2'], check=True, capture_output=True)
+    return out
+
+
+def dataset(prepared, backend, scale=4):
+    suffix = '.lmdb' if backend == 'lmdb' else ''
+    opt = {'phase': 'train', 'scale': scale, 'gt_size': 64, 'use_hflip': True, 'use_rot': True,
+           'io_backend': {'type': backend}, 'filename_tmpl': '{}',
+           'dataroot_gt': str(prepared / f'demo_HR_sub{suffix}'),
+           'dataroot_lq': str(prepared / f'demo_LR_bicubic_X{scale}_sub{suffix}')}
+    return PairedImageDataset(opt)
+
+
+def test_sub_images_pair_and_lr_is_matlab_bicubic(prepared, demo_data):
+    hr_names = sorted(p.name for p in (prepared / 'demo_HR_sub').iterdir())
+    for scale in (2, 4):
+        assert sorted(p.name for p in (prepared / f'demo_LR_bicubic_X{scale}_sub').iterdir()) == hr_names
+    hr_full = cv2.imread(str(demo_data / 'train' / 'HR' / 'astronaut.png'))  # 504 x 504
+    lr_full = cv2.imread(str(prepared / 'demo_LR_bicubic' / 'X4' / 'astronaut.png'))
+    expected = np.clip(np.round(imresize(hr_full.astype(np.float32) / 255., 0.25) * 255.), 0, 255)
+    assert np.array_equal(lr_full, expected.astype(np.uint8))
+    # 504 px, crops of 96 every 48: starts 0..384 (9) plus the flush crop at 408 -> 10 x 10
+    assert len([n for n in hr_names if n.startswith('astronaut_')]) == 100
+    last = cv2.imread(str(prepared / 'demo_HR_sub' / 'astronaut_s100.png'))
+    assert np.array_equal(last, hr_full[408:504, 408:504])
+    lr_last = cv2.imread(str(prepared / 'demo_LR_bicubic_X4_sub' / 'astronaut_s100.png'))
+    assert np.array_equal(lr_last, lr_full[102:126, 102:126])
+    meta = (prepared / 'demo_HR_sub.lmdb' / 'meta_info.txt').read_text().splitlines()
+    assert len(meta) == len(hr_names) and meta[0] == 'astronaut_s001.png (96,96,3) 1'
+
+
+def test_lmdb_gives_the_same_samples_as_folders(prepared):
+    disk = KeySeededDataset(dataset(prepared, 'disk'), seed=3)
+    lmdb = KeySeededDataset(dataset(prepared, 'lmdb'), seed=3)
+    assert len(disk) == len(lmdb) > 0
+    for key in [(0, i) for i in range(0, len(disk), 37)]:
+        a, b = disk[key], lmdb[key]
+        assert torch.equal(a['gt'], b['gt']) and torch.equal(a['lq'], b['lq'])
+
+
+def test_training_from_lmdb_equals_training_from_folders(prepared, demo_data, tmp_path):
+    weights = {}
+    for backend in ('disk', 'lmdb'):
+        opt = tiny_options(demo_data, f'from_{backend}', total_iter=3)
+        suffix = '.lmdb' if backend == 'lmdb' else ''
+        opt['datasets']['train'].update(io_backend={'type': backend}, dataset_enlarge_ratio=1,
+                                        dataroot_gt=str(prepared / f'demo_HR_sub{suffix}'),
+                                        dataroot_lq=str(prepared / f'demo_LR_bicubic_X4_sub{suffix}'))
+        del opt['val'], opt['datasets']['val']
+        run_cli(['train', '-opt', write_options(opt, tmp_path / f'{backend}.yml')], cwd=tmp_path)
+        weights[backend] = load_params(tmp_path / 'experiments' / f'from_{backend}' / 'models' / 'net_g_latest.pth')
+    for name, tensor in weights['disk'].items():
+        assert torch.equal(tensor, weights['lmdb'][name])

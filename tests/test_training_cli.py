@@ -1,0 +1,46 @@
+"""`basicsr train|test` and `python -m losses_plugin` on CPU: real processes, real files."""
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import PYTHON, run_cli, tiny_options, training_log, write_options
+
+pytestmark = pytest.mark.slow
+
+
+def test_train_validate_then_test_on_cpu(demo_data, tmp_path):
+    opt = tiny_options(demo_data, 'cli_train', total_iter=4)
+    opt['val']['val_freq'] = 2
+    opt['logger']['use_tb_logger'] = True
+    # --local-rank is what the older torch.distributed.launch passes
+    run_cli(['train', '-opt', write_options(opt, tmp_path / 'train.yml'), '--local-rank=0'], cwd=tmp_path)
+
+    experiment = tmp_path / 'experiments' / 'cli_train'
+    assert (experiment / 'models' / 'net_g_latest.pth').is_file()
+    assert (experiment / 'train.yml').is_file()  # BasicSR's copy of the options
+    assert list((tmp_path / 'tb_logger' / 'cli_train').glob('events.out.tfevents.*'))
+    log = training_log(experiment)
+    assert 'iter:       4' in log and log.count('Validation DemoVal') == 3  # iterations 2, 4 and the end
+
+    test_opt = {
+        'name': 'cli_test', 'model_type': 'SRModel', 'scale': 4, 'num_gpu': 0,
+        'datasets': {'test_1': {'name': 'DemoVal', 'type': 'PairedImageDataset', 'io_backend': {'type': 'disk'},
+                                **{k: opt['datasets']['val'][k] for k in ('dataroot_gt', 'dataroot_lq')}}},
+        'network_g': opt['network_g'],
+        'path': {'pretrain_network_g': str(experiment / 'models' / 'net_g_latest.pth'), 'strict_load_g': True},
+        'val': {'save_img': True, 'suffix': None, 'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 4,
+                                                      'test_y_channel': True}}},
+    }
+    run_cli(['test', '-opt', write_options(test_opt, tmp_path / 'test.yml')], cwd=tmp_path)
+    results = tmp_path / 'results' / 'cli_test'
+    assert sorted(p.name for p in (results / 'visualization' / 'DemoVal').iterdir()) == [
+        'chelsea_cli_test.png', 'coffee_cli_test.png']
+    assert '# psnr:' in ''.join(p.read_text() for p in results.glob('test_*.log'))
+
+
+def test_console_script_is_installed(tmp_path):
+    basicsr = Path(PYTHON).parent / 'basicsr'
+    result = subprocess.run([str(basicsr), 'train', '-opt', 'missing.yml'], cwd=tmp_path, capture_output=True,
+                            text=True)
+    assert result.returncode == 2
+    assert "basicsr train: error: option file 'missing.yml' does not exist" in result.stderr
