@@ -6,14 +6,26 @@ subpackage ``losses_plugin.archs`` so that no top-level ``archs`` module is inst
 plain ``import basicsr`` works on current torchvision even before ``import losses_plugin``.
 """
 import os
-import sys
-import sysconfig
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
-# data_files are installed relative to the environment's prefix; this puts the .pth file in
-# site-packages for regular and editable installs alike (editable wheels drop build_py output).
-SITE_PACKAGES = os.path.relpath(sysconfig.get_paths()['purelib'], sys.prefix)
+PTH_FILE = 'losses_plugin_shim.pth'
+
+
+class BuildPyWithPth(build_py):
+    """Puts the start-up hook at the wheel's root, i.e. in site-packages once installed.
+
+    Editable installs do not ship build_py output; scripts/setup_env.sh copies the file there.
+    """
+
+    def run(self):
+        super().run()
+        self.copy_file(PTH_FILE, os.path.join(self.build_lib, PTH_FILE))
+
+    def get_outputs(self, include_bytecode=True):
+        return super().get_outputs(include_bytecode) + [os.path.join(self.build_lib, PTH_FILE)]
+
 
 packages = find_packages(include=['losses_plugin', 'losses_plugin.*'])
 packages += ['losses_plugin.archs']
@@ -26,7 +38,7 @@ setup(
     packages=packages,
     py_modules=['losses_plugin_shim'],
     package_dir={'losses_plugin.archs': 'archs'},
-    data_files=[(SITE_PACKAGES, ['losses_plugin_shim.pth'])],
+    cmdclass={'build_py': BuildPyWithPth},
     install_requires=[
         'basicsr==1.4.2',
         'torch',

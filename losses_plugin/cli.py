@@ -26,14 +26,17 @@ def _option_path(args):
 
 def run(command, args):
     """Runs ``command`` ('train' or 'test') with BasicSR's command-line ``args``."""
-    import losses_plugin  # noqa: F401  (patches BasicSR and registers everything first)
+    from losses_plugin import compat  # (importing the package patches BasicSR and registers everything first)
     from losses_plugin.options import OptionError, check_options, read_option_file
 
     args = _normalise_args(args)
     opt_path = _option_path(args)
     if opt_path is None:
         raise OptionError(f'the -opt option file is required\n{USAGE}')
-    check_options(read_option_file(opt_path), is_train=command == 'train')
+    opt = read_option_file(opt_path)
+    check_options(opt, is_train=command == 'train')
+    # BasicSR initialises the process group before it reads num_gpu; CPU training needs gloo.
+    compat.cpu_distributed = opt['num_gpu'] == 0
     sys.argv = [f'basicsr {command}'] + args  # BasicSR's parse_options reads sys.argv
     root_path = os.getcwd()
     if command == 'train':

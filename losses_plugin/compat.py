@@ -157,6 +157,10 @@ def _model_to_cpu_ddp(model, net):
     return DistributedDataParallel(net, find_unused_parameters=model.opt.get('find_unused_parameters', False))
 
 
+# Set to True (the CLI does, for ``num_gpu: 0``) to train distributed on CPU even where CUDA exists.
+cpu_distributed = False
+
+
 def patch_cpu_distributed():
     import torch
     from basicsr.models.base_model import BaseModel
@@ -168,7 +172,7 @@ def patch_cpu_distributed():
     def dispatch(name):
 
         def init(backend, **kwargs):
-            chosen = cuda_init if torch.cuda.is_available() else cpu_init
+            chosen = cuda_init if torch.cuda.is_available() and not cpu_distributed else cpu_init
             return chosen[name](backend, **kwargs)
 
         return init

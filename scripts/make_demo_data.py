@@ -12,6 +12,8 @@ Usage: python scripts/make_demo_data.py [--out datasets/demo] [--force]
 import argparse
 import os
 
+import losses_plugin  # noqa: F401  (first: makes BasicSR importable on current torchvision)
+
 import cv2
 import numpy as np
 import skimage.data

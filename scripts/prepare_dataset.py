@@ -27,6 +27,8 @@ import re
 from functools import partial
 from multiprocessing import Pool
 
+import losses_plugin  # noqa: F401  (first: makes BasicSR importable on current torchvision)
+
 import cv2
 import numpy as np
 from basicsr.utils import scandir
