@@ -72,3 +72,23 @@ def test_training_from_lmdb_equals_training_from_folders(prepared, demo_data, tm
         weights[backend] = load_params(tmp_path / 'experiments' / f'from_{backend}' / 'models' / 'net_g_latest.pth')
     for name, tensor in weights['disk'].items():
         assert torch.equal(tensor, weights['lmdb'][name])
+
+
+def test_given_lr_folder_with_div2k_names(demo_data, tmp_path):
+    """DIV2K ships LR as 0001x4.png beside HR 0001.png; sub-images pair by the HR name."""
+    hr_dir, lr_dir = tmp_path / 'DIV2K_train_HR', tmp_path / 'X4'
+    hr_dir.mkdir()
+    lr_dir.mkdir()
+    for i, name in enumerate(('astronaut', 'ihc'), start=1):
+        hr = cv2.imread(str(demo_data / 'train' / 'HR' / f'{name}.png'))
+        cv2.imwrite(str(hr_dir / f'{i:04d}.png'), hr)
+        cv2.imwrite(str(lr_dir / f'{i:04d}x4.png'), cv2.imread(str(demo_data / 'train' / 'LR_bicubic' / 'X4' / f'{name}.png')))
+    subprocess.run([PYTHON, str(REPO / 'scripts' / 'prepare_dataset.py'), '--hr', str(hr_dir), '--lr', str(lr_dir),
+                    '--scale', '4', '--crop-size', '240', '--step', '120', '--out', str(tmp_path / 'out'),
+                    '--name', 'DIV2K_train', '--no-lmdb'], check=True, capture_output=True)
+    hr_subs = sorted(p.name for p in (tmp_path / 'out' / 'DIV2K_train_HR_sub').iterdir())
+    assert hr_subs == sorted(p.name for p in (tmp_path / 'out' / 'DIV2K_train_LR_bicubic_X4_sub').iterdir())
+    assert hr_subs[0] == '0001_s001.png' and len(hr_subs) == 2 * 16  # 504 px: starts 0, 120, 240, 264
+    assert not (tmp_path / 'out' / 'DIV2K_train_LR_bicubic').exists()  # nothing regenerated
+    lr_sub = cv2.imread(str(tmp_path / 'out' / 'DIV2K_train_LR_bicubic_X4_sub' / '0002_s016.png'))
+    assert np.array_equal(lr_sub, cv2.imread(str(lr_dir / '0002x4.png'))[66:126, 66:126])
