@@ -1,0 +1,112 @@
+"""Asymmetric grey-value loss (``asymmetric_loss_grey_weights.txt``): dark pixels weigh more.
+
+The label's grey image is min-max normalised per image (eq. 1) and turned into a weight mask,
+either ``0.5*tanh(1/(I + 1e-10)) + 0.5`` (eq. 2) or ``tanh(Q1/(I + 1e-10))`` with Q1 the image's
+25th percentile (the Table 1 pseudo-code). The mask multiplies the base loss (eq. 5) or, as in the
+pseudo-code, both images before the base loss.
+"""
+import torch
+from basicsr.utils.registry import LOSS_REGISTRY
+
+from losses_plugin.losses.pixel_loss_base import BASE_ERRORS, PixelLoss, as_images, base_error, check_choice
+
+MASKS = ('tanh_inverse', 'quartile')
+APPLY = ('loss', 'io')
+RECIPROCAL_EPS = 1e-10  # the paper's guard against division by zero
+BT601_LUMA = (0.299, 0.587, 0.114)  # RGB order, as BasicSR feeds tensors
+
+
+def grey_image(img, per_channel=False):
+    """(N, C, H, W) -> (N, 1, H, W) BT.601 luma for RGB, the channel itself for grey; or the
+    channels unchanged with ``per_channel``."""
+    if per_channel or img.shape[1] == 1:
+        return img
+    if img.shape[1] != 3:
+        raise ValueError(f'AsymmetricLoss: a grey image needs 1 or 3 channels, got {img.shape[1]}; '
+                         'set per_channel: true for other channel counts')
+    luma = img.new_tensor(BT601_LUMA).view(1, 3, 1, 1)
+    return (img * luma).sum(dim=1, keepdim=True)
+
+
+def min_max_normalize(img):
+    """Eq. (1) per image and channel over H, W; a constant image maps to 0."""
+    flat = img.flatten(2)
+    low = flat.min(dim=2, keepdim=True).values
+    span = (flat.max(dim=2, keepdim=True).values - low).clamp_min(torch.finfo(img.dtype).tiny)
+    return ((flat - low) / span).view_as(img)
+
+
+def lower_quartile(img):
+    """Per image and channel 25th percentile over H, W, linearly interpolated as ``numpy.percentile``.
+
+    Two order statistics (``kthvalue``) instead of ``torch.quantile``, which refuses large inputs.
+    """
+    flat = img.flatten(2)
+    position = 0.25 * (flat.shape[2] - 1)
+    below = int(position)
+    low = flat.kthvalue(below + 1, dim=2, keepdim=True).values
+    high = flat.kthvalue(min(below + 2, flat.shape[2]), dim=2, keepdim=True).values
+    return (low + (position - below) * (high - low)).unsqueeze(-1)
+
+
+@torch.no_grad()
+def grey_weight_mask(target, mask='tanh_inverse', normalize=True, per_channel=False):
+    """The weight mask M from the label, detached.
+
+    Args:
+        target (Tensor): (N, C, H, W) or (N, T, C, H, W) label in [0, 1].
+        mask (str): 'tanh_inverse' (eq. 2, values in [0.881, 1]) or 'quartile' (Table 1, in [0, 1];
+            an image whose lower quartile is black gets M = 0 everywhere, as the formula gives).
+        normalize (bool): min-max normalise the grey image first (eq. 1).
+        per_channel (bool): one mask per channel instead of one from the grey image.
+    Returns:
+        Tensor: M with 1 or C channels, broadcastable to target.
+    """
+    images = as_images(target)
+    grey = grey_image(images, per_channel)
+    if normalize:
+        grey = min_max_normalize(grey)
+    if mask == 'tanh_inverse':
+        weights = 0.5 * torch.tanh(1 / (grey + RECIPROCAL_EPS)) + 0.5
+    else:
+        weights = torch.tanh(lower_quartile(grey) / (grey + RECIPROCAL_EPS))
+    return weights.reshape(*target.shape[:-3], *weights.shape[-3:])
+
+
+@LOSS_REGISTRY.register()
+class AsymmetricLoss(PixelLoss):
+    """Asymmetric grey-value loss: ``mean(M * base(pred, target))`` (eq. 5) or
+    ``mean(base(M*pred, M*target))`` (Table 1).
+
+    Args:
+        base (str): 'l1' | 'mse' | 'charbonnier' (the paper's MAE and MSE, and Charbonnier). Default: 'l1'.
+        mask (str): 'tanh_inverse' (eq. 2) | 'quartile' (Table 1). Default: 'tanh_inverse'.
+        apply (str): 'loss' (eq. 5) | 'io' (Table 1: weight output and label). Default: 'loss'.
+        normalize (bool): min-max normalise the grey image (eq. 1). Default: True.
+        per_channel (bool): mask per channel instead of from the BT.601 grey image. Default: False.
+        loss_weight (float), reduction (str): see :class:`PixelLoss`.
+
+    Example:
+        >>> loss = AsymmetricLoss(base='mse')
+        >>> loss(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8))
+    """
+
+    def __init__(self, base='l1', mask='tanh_inverse', apply='loss', normalize=True, per_channel=False,
+                 loss_weight=1.0, reduction='mean'):
+        super().__init__(loss_weight, reduction)
+        check_choice('AsymmetricLoss', 'base', base, BASE_ERRORS)
+        check_choice('AsymmetricLoss', 'mask', mask, MASKS)
+        check_choice('AsymmetricLoss', 'apply', apply, APPLY)
+        check_choice('AsymmetricLoss', 'normalize', normalize, (True, False))
+        check_choice('AsymmetricLoss', 'per_channel', per_channel, (True, False))
+        self.base, self.mask, self.apply = base, mask, apply
+        self.normalize, self.per_channel = normalize, per_channel
+
+    def weight_map(self, pred, target):
+        return grey_weight_mask(target.float(), self.mask, self.normalize, self.per_channel)
+
+    def loss_map(self, pred, target):
+        weights = self.weight_map(pred, target)
+        if self.apply == 'io':
+            return base_error(weights * pred, weights * target, self.base)
+        return weights * base_error(pred, target, self.base)

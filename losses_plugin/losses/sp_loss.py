@@ -1,0 +1,73 @@
+"""SPLoss, the edge-aware structure-preserving loss (Wang et al., ``sploss_edge_aware_zh.txt``).
+
+A pixel is *blurred* when its error ``e = pred - target`` (eq. 1) has the sign of the target's
+Laplacian there (eq. 2): blurring lowers a peak (lap < 0, e < 0) and raises a valley (lap > 0,
+e > 0). Such pixels get weight ``1 + alpha*|lap|`` (eq. 3), and the loss is the plain mean of the
+weighted error (eq. 4). alpha = 0 is L1.
+"""
+import torch
+import torch.nn.functional as F
+from basicsr.utils.registry import LOSS_REGISTRY
+
+from losses_plugin.losses.pixel_loss_base import BASE_ERRORS, PixelLoss, as_images, base_error, check_choice, check_number
+
+# 4-neighbour Laplacian, the second-order gradient of eq. (2)
+LAPLACIAN_KERNEL = ((0., 1., 0.), (1., -4., 1.), (0., 1., 0.))
+
+
+def laplacian(img):
+    """Per-channel 4-neighbour Laplacian with replicate padding; (N, C, H, W) -> (N, C, H, W)."""
+    channels = img.shape[1]
+    kernel = img.new_tensor(LAPLACIAN_KERNEL).expand(channels, 1, 3, 3)
+    return F.conv2d(F.pad(img, (1, 1, 1, 1), mode='replicate'), kernel, groups=channels)
+
+
+@torch.no_grad()
+def blur_factor_map(pred, target, data_range=1.0):
+    """Eq. (2): ``|lap(target)|`` where lap and e = pred - target agree in sign (lap > 0, e > 0 or
+    lap <= 0, e <= 0), else 0. Detached. Laplacian in units of ``data_range`` (BasicSR's [0, 1]).
+
+    Args:
+        pred, target (Tensor): (N, C, H, W) or (N, T, C, H, W).
+        data_range (float): the images' value range (1 for BasicSR, 255 for 0-255 pipelines).
+    Returns:
+        Tensor: m, the shape of pred, >= 0.
+    """
+    lap = laplacian(as_images(target)).reshape(target.shape) / data_range
+    blurred = (lap > 0) == (pred - target > 0)
+    return torch.where(blurred, lap.abs(), torch.zeros_like(lap))
+
+
+@LOSS_REGISTRY.register()
+class SPLoss(PixelLoss):
+    """Structure-preserving loss, eq. (1)-(4): ``mean((1 + alpha*m) * base(pred - target))``.
+
+    Args:
+        alpha (float): penalty factor for blurred pixels (eq. 3), >= 0. Default: 2.0 (the paper's).
+        base (str): 'l1' (the paper's) | 'mse' | 'charbonnier'. Default: 'l1'.
+        data_range (float): range of the images (1.0 for BasicSR's [0, 1]). Default: 1.0.
+        loss_weight (float), reduction (str): see :class:`PixelLoss`.
+
+    Example:
+        >>> loss = SPLoss(alpha=2.0)
+        >>> loss(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8))
+    """
+
+    def __init__(self, alpha=2.0, base='l1', data_range=1.0, loss_weight=1.0, reduction='mean'):
+        super().__init__(loss_weight, reduction)
+        check_number('SPLoss', 'alpha', alpha, minimum=0)
+        check_choice('SPLoss', 'base', base, BASE_ERRORS)
+        check_number('SPLoss', 'data_range', data_range)
+        if data_range <= 0:
+            raise ValueError(f"SPLoss: option 'data_range' must be > 0, got {data_range!r}")
+        self.alpha, self.base, self.data_range = alpha, base, data_range
+
+    def weight_map(self, pred, target):
+        """Eq. (3): ``w = 1 + alpha * m``, detached."""
+        return 1 + self.alpha * blur_factor_map(pred.float(), target.float(), self.data_range)
+
+    def loss_map(self, pred, target):
+        error = base_error(pred, target, self.base)
+        if self.alpha == 0:
+            return error  # L1 (or the chosen base) to the last bit
+        return self.weight_map(pred, target) * error

@@ -1,0 +1,124 @@
+"""AsymmetricLoss, eq. (1), (2), (5) and the Table 1 variant, checked by hand on a 2x2 image."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from basicsr.losses import build_loss
+
+from losses_plugin.losses.asymmetric_loss import AsymmetricLoss, grey_image, grey_weight_mask, lower_quartile
+
+GREY = torch.tensor([[0., .25], [.5, 1.]]).view(1, 1, 2, 2)  # already min-max normalised
+TANH_INVERSE = [1.0, 0.5 * math.tanh(4) + 0.5, 0.5 * math.tanh(2) + 0.5, 0.5 * math.tanh(1) + 0.5]
+Q1 = 0.1875  # numpy.percentile([0, .25, .5, 1], 25): position 0.75 between 0 and .25
+QUARTILE = [1.0, math.tanh(Q1 / .25), math.tanh(Q1 / .5), math.tanh(Q1 / 1.)]
+
+
+def values(t):
+    return [pytest.approx(v, rel=1e-5) for v in t.flatten().tolist()]
+
+
+def test_tanh_inverse_mask_by_hand():
+    assert grey_weight_mask(GREY).flatten().tolist() == [pytest.approx(v, rel=1e-6) for v in TANH_INVERSE]
+
+
+def test_quartile_mask_by_hand():
+    assert grey_weight_mask(GREY, mask='quartile').flatten().tolist() == [pytest.approx(v, rel=1e-6) for v in QUARTILE]
+
+
+def test_normalisation_is_min_max_per_image():
+    shifted = torch.cat([GREY * 0.5 + 0.2, GREY * 0.1 + 0.7])  # two images, other ranges
+    mask = grey_weight_mask(shifted)
+    assert torch.allclose(mask[0], grey_weight_mask(GREY)[0]) and torch.allclose(mask[1], grey_weight_mask(GREY)[0])
+    unnormalised = grey_weight_mask(GREY * 0.5 + 0.2, normalize=False)
+    assert unnormalised[0, 0, 0, 0].item() == pytest.approx(0.5 * math.tanh(1 / 0.2) + 0.5, rel=1e-6)
+
+
+def test_constant_image_gives_finite_weights():
+    mask = grey_weight_mask(torch.full((1, 3, 4, 4), 0.6))
+    assert torch.isfinite(mask).all() and torch.equal(mask, torch.ones_like(mask))
+
+
+def test_grey_is_bt601_luma_of_rgb():
+    rgb = torch.tensor([1., 0., 0., 0., 1., 0., 0., 0., 1.]).view(3, 3, 1, 1).permute(1, 0, 2, 3)  # R, G, B pixels
+    assert grey_image(rgb).flatten().tolist() == [pytest.approx(0.299), pytest.approx(0.587), pytest.approx(0.114)]
+    assert grey_image(rgb, per_channel=True) is rgb
+    with pytest.raises(ValueError, match='1 or 3 channels'):
+        grey_image(torch.rand(1, 4, 2, 2))
+
+
+def test_lower_quartile_matches_numpy_per_image():
+    images = torch.rand(5, 2, 7, 9)
+    expected = np.percentile(images.flatten(2).numpy(), 25, axis=2)
+    assert np.allclose(lower_quartile(images).squeeze(-1).squeeze(-1).numpy(), expected, atol=1e-7)
+
+
+def test_mask_ranges():
+    target = torch.rand(8, 3, 16, 16)
+    tanh_inverse = grey_weight_mask(target)
+    assert tanh_inverse.shape == (8, 1, 16, 16)
+    assert tanh_inverse.min() >= 0.5 * math.tanh(1) + 0.5 - 1e-6 and tanh_inverse.max() <= 1
+    quartile = grey_weight_mask(target, mask='quartile', per_channel=True)
+    assert quartile.shape == target.shape and quartile.min() >= 0 and quartile.max() <= 1
+
+
+def test_loss_by_hand_each_apply_and_base():
+    pred = GREY + torch.tensor([[.1, -.2], [.3, -.4]]).view(1, 1, 2, 2)
+    error = (pred - GREY).flatten()
+    m = torch.tensor(TANH_INVERSE)
+    cases = {('l1', 'loss'): (m * error.abs()).mean(), ('mse', 'loss'): (m * error ** 2).mean(),
+             ('l1', 'io'): (m * error).abs().mean(), ('mse', 'io'): ((m * error) ** 2).mean(),
+             ('charbonnier', 'loss'): (m * torch.sqrt(error ** 2 + 1e-12)).mean()}
+    for (base, apply), expected in cases.items():
+        loss = AsymmetricLoss(base=base, apply=apply)(pred, GREY)
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-5), (base, apply)
+
+
+def test_dark_pixels_weigh_more():
+    target = torch.tensor([[.05, .9]]).view(1, 1, 1, 2)
+    pred = target + 0.1
+    per_pixel = AsymmetricLoss(reduction='none')(pred, target)
+    assert per_pixel[0, 0, 0, 0] > per_pixel[0, 0, 0, 1]
+
+
+def test_gradient_treats_mask_as_constant_gradcheck():
+    torch.manual_seed(0)
+    pred = torch.rand(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    target = torch.rand(2, 3, 5, 6, dtype=torch.float64)
+    mask = grey_weight_mask(target)
+    assert torch.autograd.gradcheck(lambda p: (mask * (p - target) ** 2).mean(), (pred,))
+    pred32 = pred.detach().float().requires_grad_()
+    target32 = target.float().requires_grad_()
+    AsymmetricLoss(base='mse')(pred32, target32).backward()
+    expected = 2 * mask.float() * (pred32 - target32) / pred32.numel()
+    assert torch.allclose(pred32.grad, expected, atol=1e-7)
+    assert torch.allclose(target32.grad, -expected, atol=1e-7)  # no gradient through the mask
+
+
+def test_video_half_and_registry():
+    video = torch.rand(2, 3, 3, 8, 8)
+    target = torch.rand(2, 3, 3, 8, 8)
+    assert torch.allclose(AsymmetricLoss()(video, target), AsymmetricLoss()(video.view(6, 3, 8, 8), target.view(6, 3, 8, 8)))
+    assert AsymmetricLoss()(video.half(), target.half()).dtype == torch.float32
+    loss = build_loss(yaml.safe_load('type: AsymmetricLoss\nbase: mse\nmask: quartile\napply: io'))
+    assert (loss.base, loss.mask, loss.apply) == ('mse', 'quartile', 'io')
+
+
+@pytest.mark.parametrize('options, message', [
+    ({'base': 'huber'}, "option 'base' must be one of"),
+    ({'mask': 'sigmoid'}, "option 'mask' must be one of 'tanh_inverse', 'quartile'"),
+    ({'apply': 'both'}, "option 'apply' must be one of 'loss', 'io'"),
+    ({'normalize': 'yes'}, "option 'normalize' must be one of True, False"),
+])
+def test_invalid_options(options, message):
+    with pytest.raises(ValueError, match=f'AsymmetricLoss: {message}'):
+        AsymmetricLoss(**options)
+
+
+def test_inf_input_is_named():
+    target = torch.rand(1, 3, 4, 4)
+    pred = target.clone()
+    pred[0, 1, 2, 2] = float('inf')
+    with pytest.raises(ValueError, match='AsymmetricLoss: pred contains NaN or Inf'):
+        AsymmetricLoss()(pred, target)
