@@ -1,16 +1,17 @@
 """The training pipeline behind ``basicsr train`` and ``python -m losses_plugin train``.
 
 It is BasicSR's ``train_pipeline`` loop (same options, models, logging, checkpoints and
-validation) with three differences, all for runs that are interrupted and resumed:
+validation) with four differences:
 
 - a resumed run continues exactly: it skips the samples the interrupted epoch already used
   (BasicSR repeats the epoch from its start) and augmentations depend on the sample alone
   (:mod:`losses_plugin.data.deterministic_sampling`);
 - every rank's random generators are saved with each checkpoint and restored (:mod:`losses_plugin.rng_state`);
-- after distributed training it checks, and logs, that every rank holds the same parameters.
+- after distributed training it checks, and logs, that every rank holds the same parameters;
+- with ``logger.log_weight_maps: true`` it logs each loss's weight map at every validation.
 
 BasicSR's own ``basicsr.train.train_pipeline`` keeps working after ``import losses_plugin``
-(on CPU too); it just lacks these three.
+(on CPU too); it just lacks these four.
 """
 import datetime
 import hashlib
@@ -32,6 +33,7 @@ from losses_plugin import rng_state
 from losses_plugin.compat import load_resume_state
 from losses_plugin.data.deterministic_sampling import KeySeededDataset, ResumableEnlargedSampler
 from losses_plugin.options import OptionError
+from losses_plugin.visualization import log_weight_maps
 
 
 def build_train_loader(opt):
@@ -184,6 +186,8 @@ def train_pipeline(root_path):
                 logger.info('Saving models and training states.')
                 model.save(epoch, current_iter)
             if opt.get('val') is not None and current_iter % opt['val']['val_freq'] == 0:
+                if tb_logger and opt['logger'].get('log_weight_maps'):
+                    log_weight_maps(model, tb_logger, current_iter)  # before validation replaces model.output
                 for val_loader in val_loaders:
                     model.validation(val_loader, current_iter, tb_logger, opt['val']['save_img'])
             if save_now:
