@@ -17,24 +17,26 @@ def _normalise_args(args):
     return [a.replace('--local-rank', '--local_rank', 1) if a.startswith('--local-rank') else a for a in args]
 
 
-def _option_path(args):
+def _known_args(args):
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument('-opt')
+    parser.add_argument('--force_yml', nargs='+')
+    parser.add_argument('--auto_resume', action='store_true')
     known, _ = parser.parse_known_args(args)
-    return known.opt
+    return known
 
 
 def run(command, args):
     """Runs ``command`` ('train' or 'test') with BasicSR's command-line ``args``."""
     from losses_plugin import compat  # (importing the package patches BasicSR and registers everything first)
-    from losses_plugin.options import OptionError, check_options, read_option_file
+    from losses_plugin.options import OptionError, apply_overrides, check_options, read_option_file
 
     args = _normalise_args(args)
-    opt_path = _option_path(args)
-    if opt_path is None:
+    known = _known_args(args)
+    if known.opt is None:
         raise OptionError(f'the -opt option file is required\n{USAGE}')
-    opt = read_option_file(opt_path)
-    check_options(opt, is_train=command == 'train')
+    opt = apply_overrides(read_option_file(known.opt), known.force_yml)
+    check_options(opt, is_train=command == 'train', resuming=known.auto_resume)
     # BasicSR initialises the process group before it reads num_gpu; CPU training needs gloo.
     compat.cpu_distributed = opt['num_gpu'] == 0
     sys.argv = [f'basicsr {command}'] + args  # BasicSR's parse_options reads sys.argv

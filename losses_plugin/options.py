@@ -48,6 +48,25 @@ def read_option_file(path):
     return opt
 
 
+def apply_overrides(opt, entries):
+    """Applies ``--force_yml`` entries (``train:total_iter=2``) as BasicSR will, for the checks.
+
+    Values are read as YAML (``~``, numbers, lists); like BasicSR, only existing keys can be set.
+    """
+    for entry in entries or []:
+        keys, sep, value = entry.partition('=')
+        if not sep:
+            raise OptionError(f"--force_yml {entry!r}: expected 'key:subkey=value'")
+        *parents, last = [k.strip() for k in keys.split(':')]
+        node = opt
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or last not in node:
+            raise OptionError(f"--force_yml {entry!r}: the option file has no key '{keys.strip()}' to change")
+        node[last] = yaml.safe_load(value.strip())
+    return opt
+
+
 def _registered_names(opt):
     """Yields (option key, requested name, registry) for every registry lookup BasicSR will make."""
     from basicsr.utils.registry import (ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY,
@@ -83,12 +102,25 @@ def check_dataset_paths(opt):
         for key in DATA_PATH_KEYS:
             path = dataset.get(key)
             if path is not None and not os.path.exists(os.path.expanduser(path)):
+                # an option file may say how its data is made (`prepare:`, ignored by BasicSR)
+                hint = f'Prepare it with: {dataset["prepare"]}' if dataset.get('prepare') else PREPARE_HINT
                 raise OptionError(f"datasets.{phase}.{key}: '{path}' does not exist "
-                                  f'(relative to {os.getcwd()}). {PREPARE_HINT}')
+                                  f'(relative to {os.getcwd()}). {hint}')
 
 
-def check_options(opt, is_train):
-    """Checks what BasicSR would otherwise report with a traceback; raises :class:`OptionError`."""
+def check_pretrained_paths(opt):
+    for key, path in (opt.get('path') or {}).items():
+        if key.startswith('pretrain_network') and path is not None and not os.path.isfile(os.path.expanduser(path)):
+            raise OptionError(f"path.{key}: '{path}' does not exist (relative to {os.getcwd()}); train the network "
+                              'it names first, or set it to ~ to start from scratch')
+
+
+def check_options(opt, is_train, resuming=False):
+    """Checks what BasicSR would otherwise report with a traceback; raises :class:`OptionError`.
+
+    ``resuming`` (``--auto_resume`` or ``path.resume_state``) skips the pretrained-network check:
+    BasicSR then loads the networks of the checkpoint instead.
+    """
     missing = [key for key in REQUIRED_KEYS[is_train] if key not in opt]
     if missing:
         raise OptionError(f'the option file lacks the key(s) {", ".join(missing)}')
@@ -102,3 +134,5 @@ def check_options(opt, is_train):
                           '(`suffix: ~` names images <name>_<opt name>.png)')
     check_registered_names(opt)
     check_dataset_paths(opt)
+    if not (resuming or (opt.get('path') or {}).get('resume_state')):
+        check_pretrained_paths(opt)

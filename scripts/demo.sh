@@ -7,7 +7,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup_env.sh"
 cd "$ROOT"
 PY="$ROOT/.venv/bin/python"
-OPT=options/demo/edsr_x4_l1.yml
+OPT=options/demo/edsr_l1.yml
 "$PY" scripts/make_demo_data.py
 "$ROOT/.venv/bin/basicsr" train -opt "$OPT" --auto_resume
 "$PY" scripts/evaluate_sr.py -opt "$OPT"

@@ -4,7 +4,7 @@ Prints PSNR/SSIM (Y channel, border of `scale` pixels cropped, as BasicSR report
 MATLAB-bicubic upscaling and of the network for every validation image, and writes a PNG panel
 (LR-bicubic | output | GT) of the first image.
 
-Usage: python scripts/evaluate_sr.py -opt options/demo/edsr_x4_l1.yml
+Usage: python scripts/evaluate_sr.py -opt options/demo/edsr_l1.yml
            [--model experiments/<name>/models/net_g_latest.pth] [--panel results/<name>/panel.png]
 """
 import argparse

@@ -43,6 +43,8 @@ PNG_COMPRESSION = 3
 def crop_starts(length, crop, step, thresh):
     """Top-left offsets along one axis: every ``step``, plus a last crop flush with the border
     when more than ``thresh`` pixels would otherwise be left out."""
+    if length < crop:
+        raise ValueError(f'an image side of {length} px is smaller than --crop-size {crop}; lower --crop-size')
     starts = list(range(0, length - crop + 1, step))
     if length - (starts[-1] + crop) > thresh:
         starts.append(length - crop)

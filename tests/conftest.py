@@ -12,7 +12,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
-DEMO_OPTIONS = REPO / 'options' / 'demo' / 'edsr_x4_l1.yml'
+DEMO_OPTIONS = REPO / 'options' / 'demo' / 'edsr_l1.yml'
 
 
 @pytest.fixture(scope='session')
@@ -38,6 +38,7 @@ def tiny_options(demo_data, name, **train_overrides):
     opt['train'].update(total_iter=4, scheduler={'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5})
     opt['train'].update(train_overrides)
     opt['val']['val_freq'] = 1000
+    opt['val']['metrics'] = {'psnr': opt['val']['metrics']['psnr']}
     opt['logger'].update(print_freq=1, save_checkpoint_freq=1000, use_tb_logger=False)
     return opt
 
