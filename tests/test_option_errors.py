@@ -64,6 +64,7 @@ def test_invalid_yaml(tmp_path, capsys):
 def test_missing_dataset_path_names_key_and_preparation(demo_data, tmp_path, capsys):
     opt = tiny_options(demo_data, 'missing_data')
     opt['datasets']['train']['dataroot_gt'] = 'datasets/DIV2K/DIV2K_train_HR_sub.lmdb'
+    del opt['datasets']['train']['prepare']  # no hint of its own: the general one
     code, err = run_main(['train', '-opt', str(write_options(opt, tmp_path / 'o.yml'))], capsys)
     assert code == 2
     assert "datasets.train.dataroot_gt: 'datasets/DIV2K/DIV2K_train_HR_sub.lmdb' does not exist" in err
