@@ -8,7 +8,8 @@ pseudo-code, both images before the base loss.
 import torch
 from basicsr.utils.registry import LOSS_REGISTRY
 
-from losses_plugin.losses.pixel_loss_base import BASE_ERRORS, PixelLoss, as_images, base_error, check_choice
+from losses_plugin.losses.pixel_loss_base import (BASE_ERRORS, PixelLoss, as_images, at_least_float32, base_error,
+                                                  check_choice)
 
 MASKS = ('tanh_inverse', 'quartile')
 APPLY = ('loss', 'io')
@@ -103,7 +104,7 @@ class AsymmetricLoss(PixelLoss):
         self.normalize, self.per_channel = normalize, per_channel
 
     def weight_map(self, pred, target):
-        return grey_weight_mask(target.float(), self.mask, self.normalize, self.per_channel)
+        return grey_weight_mask(at_least_float32(target), self.mask, self.normalize, self.per_channel)
 
     def loss_map(self, pred, target):
         weights = self.weight_map(pred, target)

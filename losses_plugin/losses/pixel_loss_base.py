@@ -69,6 +69,11 @@ def reduce(loss_map, reduction):
     return loss_map
 
 
+def at_least_float32(x):
+    """Half and bfloat16 -> float32 (AMP safety); float32 and float64 unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def as_images(x):
     """(N, C, H, W) or (N, T, C, H, W) -> (N*T, C, H, W): video frames are weighted as images."""
     return x.reshape(-1, *x.shape[-3:])
@@ -79,7 +84,8 @@ class PixelLoss(nn.Module):
 
     Subclasses implement ``loss_map(pred, target)`` (float32 tensors of the input's shape) and
     ``weight_map(pred, target)`` (the detached map that the paper derives from the images).
-    Half-precision inputs are computed in float32, and a non-finite result is traced to its input.
+    Half-precision inputs are computed in float32 (float64 stays float64), and a non-finite result
+    is traced to its input.
 
     Args:
         loss_weight (float): multiplier of the loss. Default: 1.0.
@@ -109,10 +115,9 @@ class PixelLoss(nn.Module):
         """
         name = type(self).__name__
         check_inputs(name, pred, target, weight)
-        pred32, target32 = pred.float(), target.float()
-        loss_map = self.loss_map(pred32, target32)
+        loss_map = self.loss_map(at_least_float32(pred), at_least_float32(target))
         if weight is not None:
-            loss_map = loss_map * weight.float()
+            loss_map = loss_map * at_least_float32(weight)
         loss = self.loss_weight * reduce(loss_map, self.reduction)
         # One check of the result instead of a pass over each input on every call.
         if self.reduction == 'none' or not torch.isfinite(loss):

@@ -9,17 +9,18 @@ import torch
 import torch.nn.functional as F
 from basicsr.utils.registry import LOSS_REGISTRY
 
-from losses_plugin.losses.pixel_loss_base import BASE_ERRORS, PixelLoss, as_images, base_error, check_choice, check_number
-
-# 4-neighbour Laplacian, the second-order gradient of eq. (2)
-LAPLACIAN_KERNEL = ((0., 1., 0.), (1., -4., 1.), (0., 1., 0.))
+from losses_plugin.losses.pixel_loss_base import (BASE_ERRORS, PixelLoss, as_images, at_least_float32, base_error,
+                                                  check_choice, check_number)
 
 
 def laplacian(img):
-    """Per-channel 4-neighbour Laplacian with replicate padding; (N, C, H, W) -> (N, C, H, W)."""
-    channels = img.shape[1]
-    kernel = img.new_tensor(LAPLACIAN_KERNEL).expand(channels, 1, 3, 3)
-    return F.conv2d(F.pad(img, (1, 1, 1, 1), mode='replicate'), kernel, groups=channels)
+    """Per-channel 4-neighbour Laplacian ``[[0,1,0],[1,-4,1],[0,1,0]]`` with replicate padding.
+
+    (N, C, H, W) -> (N, C, H, W). Sums of shifted slices: several times faster on CPU than a grouped conv.
+    """
+    padded = F.pad(img, (1, 1, 1, 1), mode='replicate')
+    neighbours = (padded[..., :-2, 1:-1] + padded[..., 2:, 1:-1]) + (padded[..., 1:-1, :-2] + padded[..., 1:-1, 2:])
+    return neighbours.sub_(img, alpha=4)
 
 
 @torch.no_grad()
@@ -64,10 +65,21 @@ class SPLoss(PixelLoss):
 
     def weight_map(self, pred, target):
         """Eq. (3): ``w = 1 + alpha * m``, detached."""
-        return 1 + self.alpha * blur_factor_map(pred.float(), target.float(), self.data_range)
+        return 1 + self.alpha * blur_factor_map(at_least_float32(pred), at_least_float32(target), self.data_range)
 
     def loss_map(self, pred, target):
-        error = base_error(pred, target, self.base)
         if self.alpha == 0:
-            return error  # L1 (or the chosen base) to the last bit
-        return self.weight_map(pred, target) * error
+            return base_error(pred, target, self.base)  # L1 (or the chosen base) to the last bit
+        if self.base == 'charbonnier':
+            return self.weight_map(pred, target) * base_error(pred, target, self.base)
+        # For l1 and mse the weighted error has a cheaper exact form: in every case of eq. (2),
+        # m*|e| = relu(lap*e), so w*|e| = |e| + alpha*relu(lap*e) and w*e^2 = e^2 + alpha*relu(lap*e)*|e|.
+        # With lap detached, autograd gives exactly the gradient of w*base(e) with w held constant.
+        with torch.no_grad():
+            lap = laplacian(as_images(target)).reshape(target.shape).div_(self.data_range)
+        error = pred - target
+        magnitude = error.abs()
+        blurred = torch.relu(lap * error)
+        if self.base == 'l1':
+            return magnitude + self.alpha * blurred
+        return error.square() + self.alpha * blurred * magnitude

@@ -27,8 +27,8 @@ def test_blur_factor_map_sign_cases():
 def test_loss_by_hand():
     # w = 1 + 2m = [[1,3,1],[1,9,3],[1,1,1]]; sum(w|e|) = .1+.6+.1+.3+4.5+1.2+0+.2+.1 = 7.1
     loss = SPLoss(alpha=2.0)(TARGET + ERROR, TARGET)
-    assert loss.dtype == torch.float32
-    assert loss.item() == pytest.approx(7.1 / 9, rel=1e-6)
+    assert loss.dtype == torch.float64
+    assert loss.item() == pytest.approx(7.1 / 9, rel=1e-12)
     per_pixel = SPLoss(alpha=2.0, reduction='none')(TARGET + ERROR, TARGET)
     assert torch.allclose(per_pixel.double(), (1 + 2 * BLUR_FACTOR) * ERROR.abs(), atol=1e-6)
     assert SPLoss(alpha=2.0, reduction='sum')(TARGET + ERROR, TARGET).item() == pytest.approx(7.1, rel=1e-6)
@@ -56,18 +56,13 @@ def test_gradcheck_float64():
     torch.manual_seed(0)
     pred = torch.rand(2, 3, 6, 7, dtype=torch.float64, requires_grad=True)
     target = torch.rand(2, 3, 6, 7, dtype=torch.float64)
-    # the loss computes in float32 for AMP safety; check the float64 math of its parts directly
+    for base in ('l1', 'mse', 'charbonnier'):
+        assert torch.autograd.gradcheck(SPLoss(alpha=3.0, base=base), (pred, target))
+    # and the gradient is w * sign(e) / N with the weights held constant (detached)
     loss = SPLoss(alpha=3.0)
-
-    def f(p):
-        return (loss.weight_map(p, target).double() * (p - target).abs()).mean()
-
-    assert torch.autograd.gradcheck(f, (pred,))
-    # the module's gradient is the same: w * sign(e) / N with w detached
-    pred32 = pred.detach().float().requires_grad_()
-    loss(pred32, target.float()).backward()
-    expected = loss.weight_map(pred32, target.float()) * torch.sign(pred32 - target.float()) / pred32.numel()
-    assert torch.allclose(pred32.grad, expected, atol=1e-7)
+    (grad,) = torch.autograd.grad(loss(pred, target), pred)
+    expected = loss.weight_map(pred, target) * torch.sign(pred - target) / pred.numel()
+    assert torch.allclose(grad, expected, rtol=1e-12)
 
 
 def test_weight_map_is_detached_and_video_tensors_work():
@@ -124,3 +119,20 @@ def test_basicsr_weight_argument_keeps_a_plain_mean():
     weight = torch.zeros_like(TARGET)
     weight[..., 1, 1] = 1
     assert SPLoss()(pred, target, weight=weight).item() == pytest.approx(9 * .5 / 9, rel=1e-6)
+
+
+@pytest.mark.parametrize('base', ['l1', 'mse', 'charbonnier'])
+def test_fast_form_equals_the_literal_weighted_error_and_its_gradient(base):
+    """loss_map's cheap form against w*base(e) built from the literal eq. (2) map, values and gradients."""
+    torch.manual_seed(1)
+    target = torch.rand(3, 3, 9, 11, dtype=torch.float64)
+    pred = (target + 0.2 * torch.randn_like(target)).requires_grad_()
+    pred.data[0, 0, :2] = target[0, 0, :2]  # e = 0 exactly on some pixels
+    loss = SPLoss(alpha=2.5, base=base)
+    literal = (1 + 2.5 * blur_factor_map(pred, target)) * {'l1': lambda e: e.abs(), 'mse': lambda e: e ** 2,
+                                                            'charbonnier': lambda e: torch.sqrt(e ** 2 + 1e-12)}[base](pred - target)
+    fast = loss.loss_map(pred, target)
+    assert torch.allclose(fast, literal, rtol=1e-12, atol=1e-15)
+    (g_fast,) = torch.autograd.grad(fast.sum(), pred)
+    (g_literal,) = torch.autograd.grad(literal.sum(), pred)
+    assert torch.allclose(g_fast, g_literal, rtol=1e-12, atol=1e-15)
