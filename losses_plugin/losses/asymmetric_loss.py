@@ -25,16 +25,17 @@ def grey_image(img, per_channel=False):
     if img.shape[1] != 3:
         raise ValueError(f'AsymmetricLoss: a grey image needs 1 or 3 channels, got {img.shape[1]}; '
                          'set per_channel: true for other channel counts')
-    luma = img.new_tensor(BT601_LUMA).view(1, 3, 1, 1)
-    return (img * luma).sum(dim=1, keepdim=True)
+    red, green, blue = BT601_LUMA
+    grey = img[:, :1] * red
+    return grey.add_(img[:, 1:2], alpha=green).add_(img[:, 2:], alpha=blue)
 
 
 def min_max_normalize(img):
     """Eq. (1) per image and channel over H, W; a constant image maps to 0."""
     flat = img.flatten(2)
-    low = flat.min(dim=2, keepdim=True).values
-    span = (flat.max(dim=2, keepdim=True).values - low).clamp_min(torch.finfo(img.dtype).tiny)
-    return ((flat - low) / span).view_as(img)
+    low, high = torch.aminmax(flat, dim=2, keepdim=True)
+    span = (high - low).clamp_min_(torch.finfo(img.dtype).tiny)
+    return (flat - low).div_(span).view_as(img)
 
 
 def lower_quartile(img):
@@ -67,10 +68,12 @@ def grey_weight_mask(target, mask='tanh_inverse', normalize=True, per_channel=Fa
     grey = grey_image(images, per_channel)
     if normalize:
         grey = min_max_normalize(grey)
+    # in place on a fresh 1-channel map: a few cheap passes instead of new tensors
+    weights = grey + RECIPROCAL_EPS
     if mask == 'tanh_inverse':
-        weights = 0.5 * torch.tanh(1 / (grey + RECIPROCAL_EPS)) + 0.5
+        weights = weights.reciprocal_().tanh_().mul_(0.5).add_(0.5)
     else:
-        weights = torch.tanh(lower_quartile(grey) / (grey + RECIPROCAL_EPS))
+        weights = torch.div(lower_quartile(grey), weights, out=weights).tanh_()
     return weights.reshape(*target.shape[:-3], *weights.shape[-3:])
 
 

@@ -1,0 +1,64 @@
+"""SyntheticDegradationDataset: GT from disk or LMDB, noise made on the fly, fixed for validation."""
+import numpy as np
+import pytest
+import torch
+from basicsr.data import build_dataset
+from basicsr.utils.lmdb_util import make_lmdb_from_imgs
+
+from losses_plugin.data.degradations import build_degradations
+from losses_plugin.data.deterministic_sampling import KeySeededDataset
+
+
+def options(root, phase='val', backend='disk', **extra):
+    opt = {'name': 'noisy', 'type': 'SyntheticDegradationDataset', 'phase': phase, 'dataroot_gt': str(root),
+           'io_backend': {'type': backend}, 'degradations': [{'type': 'gaussian_noise', 'sigma': 25}]}
+    opt.update(extra)
+    return opt
+
+
+def test_validation_noise_is_fixed_per_index_and_has_the_right_level(demo_data):
+    first, again = build_dataset(options(demo_data / 'val' / 'HR')), build_dataset(options(demo_data / 'val' / 'HR'))
+    a, b = first[0], again[0]
+    assert torch.equal(a['lq'], b['lq']) and a['gt_path'].endswith('chelsea.png')
+    assert (a['lq'] - a['gt']).std().item() * 255 == pytest.approx(25, rel=0.02)
+    assert not torch.equal(first[1]['lq'] - first[1]['gt'], (a['lq'] - a['gt'])[..., :first[1]['gt'].shape[-2], :first[1]['gt'].shape[-1]])
+    other_seed = build_dataset(options(demo_data / 'val' / 'HR', seed=1))[0]
+    assert not torch.equal(other_seed['lq'], a['lq'])
+
+
+def test_training_crops_follow_the_sample_seed_and_y_channel(demo_data):
+    data = KeySeededDataset(build_dataset(options(demo_data / 'train' / 'HR', phase='train', gt_size=32,
+                                                  use_hflip=True, use_rot=True, color='y')), seed=5)
+    a, b, c = data[(0, 3)], data[(0, 3)], data[(1, 3)]
+    assert a['gt'].shape == (1, 32, 32) and a['lq'].shape == (1, 32, 32)
+    assert torch.equal(a['lq'], b['lq']) and not torch.equal(a['lq'], c['lq'])
+
+
+def test_lmdb_and_disk_give_the_same_samples(demo_data, tmp_path):
+    folder = demo_data / 'val' / 'HR'
+    names = sorted(p.name for p in folder.iterdir())
+    make_lmdb_from_imgs(str(folder), str(tmp_path / 'val.lmdb'), names, [n[:-4] for n in names])
+    disk = build_dataset(options(folder))
+    lmdb = build_dataset(options(tmp_path / 'val.lmdb', backend='lmdb'))
+    assert len(disk) == len(lmdb) == 2
+    for i in range(2):
+        assert torch.equal(disk[i]['gt'], lmdb[i]['gt']) and torch.equal(disk[i]['lq'], lmdb[i]['lq'])
+
+
+def test_sigma_range_draws_a_level_per_image():
+    rng = np.random.default_rng(0)
+    degrade, = build_degradations([{'type': 'gaussian_noise', 'sigma_range': [10, 50]}])
+    levels = [np.std(degrade(np.zeros((64, 64, 3), np.float32), rng)) * 255 for _ in range(20)]
+    assert 10 * 0.9 < min(levels) < max(levels) < 50 * 1.1 and np.std(levels) > 5
+
+
+@pytest.mark.parametrize('specs, message', [
+    ([{'type': 'jpeg', 'quality': 25}], "'jpeg' is not a degradation; known: gaussian_noise"),
+    ([{'type': 'gaussian_noise'}], 'give exactly one of sigma and sigma_range'),
+    ([{'type': 'gaussian_noise', 'sigma': -1}], 'sigma: expected a number >= 0'),
+    ([{'type': 'gaussian_noise', 'sigma': 5, 'mean': 1}], "unexpected keyword argument 'mean'"),
+    ([], 'expected a non-empty list'),
+])
+def test_invalid_degradations(specs, message):
+    with pytest.raises(ValueError, match=message):
+        build_degradations(specs)
