@@ -10,6 +10,7 @@ from basicsr.utils.registry import LOSS_REGISTRY
 
 from losses_plugin.losses.pixel_loss_base import (BASE_ERRORS, PixelLoss, as_images, at_least_float32, base_error,
                                                   check_choice)
+from losses_plugin.losses.weighted_error import FAST_BASES, weighted_error_sum
 
 MASKS = ('tanh_inverse', 'quartile')
 APPLY = ('loss', 'io')
@@ -114,3 +115,13 @@ class AsymmetricLoss(PixelLoss):
         if self.apply == 'io':
             return base_error(weights * pred, weights * target, self.base)
         return weights * base_error(pred, target, self.base)
+
+    def _effective_weights(self, target, error, sign):
+        """The weight on base(e): M, or for ``apply: io`` (M >= 0) |M e| = M |e| and (M e)^2 = M^2 e^2."""
+        weights = self.weight_map(None, target)
+        return weights.square_() if self.apply == 'io' and self.base == 'mse' else weights
+
+    def error_sum(self, pred, target):
+        if self.base not in FAST_BASES:
+            return None
+        return weighted_error_sum(pred, target, self.base, self._effective_weights)

@@ -83,7 +83,9 @@ class PixelLoss(nn.Module):
     """Base of the pixel-weighted losses: ``loss_weight * reduce(loss_map(pred, target) * weight)``.
 
     Subclasses implement ``loss_map(pred, target)`` (float32 tensors of the input's shape) and
-    ``weight_map(pred, target)`` (the detached map that the paper derives from the images).
+    ``weight_map(pred, target)`` (the detached map that the paper derives from the images), and may
+    implement ``error_sum`` (the summed loss map by a faster route, used when no ``weight`` is given
+    and the loss is reduced).
     Half-precision inputs are computed in float32 (float64 stays float64), and a non-finite result
     is traced to its input.
 
@@ -103,6 +105,10 @@ class PixelLoss(nn.Module):
     def loss_map(self, pred, target):
         raise NotImplementedError
 
+    def error_sum(self, pred, target):
+        """``loss_map(pred, target).sum()`` by a faster route, or None where there is none."""
+        return None
+
     def weight_map(self, pred, target):
         raise NotImplementedError
 
@@ -115,10 +121,16 @@ class PixelLoss(nn.Module):
         """
         name = type(self).__name__
         check_inputs(name, pred, target, weight)
-        loss_map = self.loss_map(at_least_float32(pred), at_least_float32(target))
-        if weight is not None:
-            loss_map = loss_map * at_least_float32(weight)
-        loss = self.loss_weight * reduce(loss_map, self.reduction)
+        pred32, target32 = at_least_float32(pred), at_least_float32(target)
+        total = self.error_sum(pred32, target32) if weight is None and self.reduction != 'none' else None
+        if total is not None:
+            reduced = total / pred.numel() if self.reduction == 'mean' else total
+        else:
+            loss_map = self.loss_map(pred32, target32)
+            if weight is not None:
+                loss_map = loss_map * at_least_float32(weight)
+            reduced = reduce(loss_map, self.reduction)
+        loss = self.loss_weight * reduced
         # One check of the result instead of a pass over each input on every call.
         if self.reduction == 'none' or not torch.isfinite(loss):
             check_finite(name, pred=pred, target=target, weight=weight)

@@ -123,3 +123,18 @@ def test_inf_input_is_named():
     pred[0, 1, 2, 2] = float('inf')
     with pytest.raises(ValueError, match='AsymmetricLoss: pred contains NaN or Inf'):
         AsymmetricLoss()(pred, target)
+
+
+@pytest.mark.parametrize('options', [{'base': 'l1'}, {'base': 'mse'}, {'base': 'l1', 'apply': 'io'},
+                                     {'base': 'mse', 'apply': 'io', 'mask': 'quartile'}])
+def test_reduced_fast_route_equals_the_loss_map(options):
+    """The one-node route for reduced losses against the literal per-pixel map: values and gradients."""
+    torch.manual_seed(2)
+    target = torch.rand(2, 3, 7, 9, dtype=torch.float64, requires_grad=True)
+    pred = torch.rand(2, 3, 7, 9, dtype=torch.float64, requires_grad=True)
+    loss = AsymmetricLoss(**options)
+    fast = loss(pred, target)
+    literal = loss.loss_map(pred, target).mean()
+    assert torch.allclose(fast, literal, rtol=1e-12)
+    for a, b in zip(torch.autograd.grad(fast, (pred, target)), torch.autograd.grad(literal, (pred, target))):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-15)
