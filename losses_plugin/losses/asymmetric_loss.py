@@ -42,13 +42,18 @@ def min_max_normalize(img):
 def lower_quartile(img):
     """Per image and channel 25th percentile over H, W, linearly interpolated as ``numpy.percentile``.
 
-    Two order statistics (``kthvalue``) instead of ``torch.quantile``, which refuses large inputs.
+    One ``kthvalue`` (``torch.quantile`` refuses large inputs); the next order statistic is that
+    value again if it repeats, else the smallest value above it.
     """
     flat = img.flatten(2)
     position = 0.25 * (flat.shape[2] - 1)
     below = int(position)
     low = flat.kthvalue(below + 1, dim=2, keepdim=True).values
-    high = flat.kthvalue(min(below + 2, flat.shape[2]), dim=2, keepdim=True).values
+    if position == below:
+        return low.unsqueeze(-1)
+    repeats = (flat <= low).sum(dim=2, keepdim=True) >= below + 2
+    above = torch.where(flat > low, flat, torch.full_like(flat, float('inf'))).amin(dim=2, keepdim=True)
+    high = torch.where(repeats, low, above)
     return (low + (position - below) * (high - low)).unsqueeze(-1)
 
 

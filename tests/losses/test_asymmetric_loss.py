@@ -48,10 +48,14 @@ def test_grey_is_bt601_luma_of_rgb():
         grey_image(torch.rand(1, 4, 2, 2))
 
 
-def test_lower_quartile_matches_numpy_per_image():
-    images = torch.rand(5, 2, 7, 9)
+@pytest.mark.parametrize('shape', [(5, 2, 7, 9), (2, 1, 4, 4), (3, 1, 1, 5), (2, 3, 3, 3)])
+def test_lower_quartile_matches_numpy_per_image(shape):
+    images = torch.rand(shape)
     expected = np.percentile(images.flatten(2).numpy(), 25, axis=2)
     assert np.allclose(lower_quartile(images).squeeze(-1).squeeze(-1).numpy(), expected, atol=1e-7)
+    ties = (images * 4).round() / 4  # repeated values at the order statistics
+    expected = np.percentile(ties.flatten(2).numpy(), 25, axis=2)
+    assert np.allclose(lower_quartile(ties).squeeze(-1).squeeze(-1).numpy(), expected, atol=1e-7)
 
 
 def test_mask_ranges():
