@@ -4,13 +4,17 @@ import numpy as np
 import torch
 
 
-def heat_map(maps):
+def heat_map(maps, upper_percentile=99):
     """(N, C, H, W) non-negative maps -> (N, 3, H, W) RGB in [0, 1]: channel mean, scaled per image
-    from its minimum (black) to its maximum (yellow), inferno colour map."""
+    from its minimum (black) to its ``upper_percentile`` (pale yellow; a few strong edges would
+    otherwise leave the rest of the map dark), inferno colour map."""
     mean = maps.detach().float().mean(dim=1)
-    low = mean.flatten(1).min(dim=1).values.view(-1, 1, 1)
-    high = mean.flatten(1).max(dim=1).values.view(-1, 1, 1)
-    scaled = ((mean - low) / (high - low).clamp_min(1e-12) * 255).round().to(torch.uint8).cpu().numpy()
+    flat = mean.flatten(1)
+    low = flat.min(dim=1).values.view(-1, 1, 1)
+    rank = max(1, round(upper_percentile / 100 * flat.shape[1]))
+    high = flat.kthvalue(rank, dim=1).values.view(-1, 1, 1)
+    scaled = ((mean - low) / (high - low).clamp_min(1e-12)).clamp_(0, 1).mul_(255).round_()
+    scaled = scaled.to(torch.uint8).cpu().numpy()
     rgb = [cv2.cvtColor(cv2.applyColorMap(m, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB) for m in scaled]
     return torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).float() / 255
 
