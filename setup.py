@@ -51,6 +51,6 @@ setup(
         'scikit-image',
         'tqdm',
     ],
-    extras_require={'test': ['pytest']},
+    extras_require={'test': ['pytest', 'kornia>=0.9', 'piq>=0.8', 'pytorch-msssim>=1.0']},
     entry_points={'console_scripts': ['basicsr = losses_plugin.cli:main']},
 )

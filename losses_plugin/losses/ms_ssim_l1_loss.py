@@ -1,0 +1,45 @@
+"""The Mix loss of Zhao et al., eq. (14): ``alpha * (1 - MS-SSIM) + (1 - alpha) * G_sigmaM * |e|``."""
+from basicsr.utils.registry import LOSS_REGISTRY
+
+from losses_plugin.losses.gaussian_filter import PADDINGS, gaussian_filter
+from losses_plugin.losses.ms_ssim_loss import PAPER_SIGMAS
+from losses_plugin.losses.pixel_loss_base import PixelLoss, as_images, check_choice, check_number
+from losses_plugin.losses.ssim_loss import luminance_and_contrast_structure
+
+
+@LOSS_REGISTRY.register()
+class MSSSIML1Loss(PixelLoss):
+    """Per pixel and channel ``alpha*(1 - MS-SSIM(p)) + (1 - alpha)*(G_sigmaM * |pred - target|)(p)``,
+    the L1 map filtered with the largest sigma's Gaussian (the pixel weights MS-SSIM uses, eq. 14).
+
+    Args:
+        alpha (float): weight of the MS-SSIM term, in [0, 1]. Default: 0.84 (the paper's).
+        sigmas (list[float]): the multi-sigma MS-SSIM's Gaussians. Default: (0.5, 1, 2, 4, 8).
+        data_range (float): image range (C1, C2). Default: 1.0.
+        padding (str): 'valid' (the paper) | 'reflect' | 'zero' (kornia's). Default: 'valid'.
+        loss_weight (float), reduction (str): see :class:`PixelLoss`.
+    """
+
+    def __init__(self, alpha=0.84, sigmas=PAPER_SIGMAS, data_range=1.0, padding='valid', loss_weight=1.0,
+                 reduction='mean'):
+        super().__init__(loss_weight, reduction)
+        check_number('MSSSIML1Loss', 'alpha', alpha, minimum=0)
+        if alpha > 1:
+            raise ValueError(f"MSSSIML1Loss: option 'alpha' must be in [0, 1], got {alpha!r}")
+        check_choice('MSSSIML1Loss', 'padding', padding, PADDINGS)
+        check_number('MSSSIML1Loss', 'data_range', data_range)
+        if not sigmas or any(isinstance(s, bool) or not isinstance(s, (int, float)) or s <= 0 for s in sigmas):
+            raise ValueError(f"MSSSIML1Loss: option 'sigmas' must be a non-empty list of positive numbers, got {sigmas!r}")
+        self.alpha, self.sigmas, self.data_range, self.padding = alpha, tuple(sorted(sigmas)), data_range, padding
+
+    def loss_map(self, pred, target):
+        pred, target = as_images(pred), as_images(target)
+        radius = int(2 * self.sigmas[-1])
+        luminance, contrast_structure = luminance_and_contrast_structure(
+            pred, target, self.sigmas, radius, self.data_range, self.padding)
+        ms_ssim = luminance[:, :, -1] * contrast_structure.prod(dim=2)
+        l1 = gaussian_filter((pred - target).abs(), self.sigmas[-1:], radius, self.padding)[:, :, 0]
+        return self.alpha * (1 - ms_ssim) + (1 - self.alpha) * l1 / self.data_range
+
+    def weight_map(self, pred, target):
+        return self.loss_map(pred.detach(), target.detach())

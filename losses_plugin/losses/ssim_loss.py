@@ -1,0 +1,71 @@
+"""SSIM loss with a Gaussian window of any sigma, eq. (4)-(6) of Zhao et al.
+(``zhao_loss_functions_ssim_mix.txt``): ``1 - mean SSIM(p)``, per channel, then averaged."""
+import torch
+from basicsr.utils.registry import LOSS_REGISTRY
+
+from losses_plugin.losses.gaussian_filter import PADDINGS, gaussian_filter
+from losses_plugin.losses.pixel_loss_base import PixelLoss, as_images, check_choice, check_number
+
+K1, K2 = 0.01, 0.03
+
+
+def default_window_radius(sigma):
+    """Radius of the usual SSIM window, ``int(3.5*sigma + 0.5)``: 5 (11 taps) for sigma 1.5."""
+    return int(3.5 * sigma + 0.5)
+
+
+def luminance_and_contrast_structure(pred, target, sigmas, radius, data_range=1.0, padding='valid'):
+    """l(p) and cs(p) of eq. (4)-(5) for each Gaussian, its five moments filtered in one batched call.
+
+    Args:
+        pred, target (Tensor): (N, C, H, W).
+    Returns:
+        (Tensor, Tensor): l and cs, each (N, C, K, H', W') for the K sigmas.
+    """
+    c = pred.shape[1]
+    stacked = torch.cat([pred, target, pred * pred, target * target, pred * target], dim=1)
+    moments = gaussian_filter(stacked, sigmas, radius, padding)
+    mu_x, mu_y, xx, yy, xy = moments.split(c, dim=1)
+    mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
+    c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
+    luminance = (2 * mu_xy + c1) / (mu_xx + mu_yy + c1)
+    contrast_structure = (2 * (xy - mu_xy) + c2) / ((xx - mu_xx) + (yy - mu_yy) + c2)
+    return luminance, contrast_structure
+
+
+@LOSS_REGISTRY.register()
+class SSIMLoss(PixelLoss):
+    """``1 - SSIM`` with a Gaussian window of std ``sigma`` (eq. 6; the paper trains sigma 1.5, 5, 9).
+
+    Args:
+        sigma (float): the Gaussian's std (sigma_G). Default: 1.5.
+        window_size (int, optional): odd window width; default ``2*int(3.5*sigma + 0.5) + 1`` (11 at 1.5).
+        data_range (float): image range, sets C1 = (0.01 R)^2 and C2 = (0.03 R)^2. Default: 1.0.
+        padding (str): 'valid' (only where the window fits, as the paper) | 'reflect' | 'zero'. Default: 'valid'.
+        loss_weight (float), reduction (str): see :class:`PixelLoss`; 'none' returns the 1 - SSIM map.
+    """
+
+    def __init__(self, sigma=1.5, window_size=None, data_range=1.0, padding='valid', loss_weight=1.0,
+                 reduction='mean'):
+        super().__init__(loss_weight, reduction)
+        check_number('SSIMLoss', 'sigma', sigma)
+        if sigma <= 0:
+            raise ValueError(f"SSIMLoss: option 'sigma' must be > 0, got {sigma!r}")
+        if window_size is not None and (not isinstance(window_size, int) or window_size < 1 or window_size % 2 == 0):
+            raise ValueError(f"SSIMLoss: option 'window_size' must be an odd positive integer, got {window_size!r}")
+        check_number('SSIMLoss', 'data_range', data_range)
+        check_choice('SSIMLoss', 'padding', padding, PADDINGS)
+        self.sigma, self.data_range, self.padding = sigma, data_range, padding
+        self.radius = default_window_radius(sigma) if window_size is None else window_size // 2
+
+    def ssim_map(self, pred, target):
+        luminance, contrast_structure = luminance_and_contrast_structure(
+            as_images(pred), as_images(target), (self.sigma,), self.radius, self.data_range, self.padding)
+        return (luminance * contrast_structure)[:, :, 0]
+
+    def loss_map(self, pred, target):
+        return 1 - self.ssim_map(pred, target)
+
+    def weight_map(self, pred, target):
+        """The detached 1 - SSIM map: where the loss sees structure differ (cropped by 'valid')."""
+        return self.loss_map(pred.detach(), target.detach())
