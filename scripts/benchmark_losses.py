@@ -5,6 +5,10 @@ Losses are timed round-robin (each round times every loss once), so a slow spell
 hits all of them alike. Usage:
 
     python scripts/benchmark_losses.py [--batch 16 --size 128 --repeats 30 --device cpu --json out.json]
+
+``--references`` adds the packaged implementations our losses are compared with (kornia's
+MS_SSIMLoss, pytorch-msssim's SSIM; test dependencies), timed ``--reference-repeats`` times since
+kornia's dense 33x33 windows take seconds per call on a CPU.
 """
 import argparse
 import json
@@ -23,7 +27,20 @@ LOSSES = {
     'SPLoss (alpha 2)': {'type': 'SPLoss', 'alpha': 2.0},
     'AsymmetricLoss (tanh_inverse, loss)': {'type': 'AsymmetricLoss'},
     'AsymmetricLoss (quartile, io, mse)': {'type': 'AsymmetricLoss', 'mask': 'quartile', 'apply': 'io', 'base': 'mse'},
+    'SSIMLoss (sigma 1.5)': {'type': 'SSIMLoss'},
+    'MSSSIMLoss (sigmas 0.5..8)': {'type': 'MSSSIMLoss'},
+    'MSSSIML1Loss (Mix, alpha 0.84)': {'type': 'MSSSIML1Loss'},
 }
+
+
+def reference_losses():
+    """Packaged implementations of the same losses, as they are configured in our tests."""
+    import kornia
+    import pytorch_msssim
+    return {
+        'kornia MS_SSIMLoss (alpha 0.84, compensation 1)': kornia.losses.MS_SSIMLoss(alpha=0.84, compensation=1.0),
+        'pytorch-msssim SSIM (win 11)': lambda x, y: 1 - pytorch_msssim.ssim(x, y, data_range=1.0, win_size=11),
+    }
 
 
 def synchronize(device):
@@ -68,6 +85,8 @@ def main():
     parser.add_argument('--step-repeats', type=int, default=5, help='repeats of the EDSR step')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--json', help='also write the results here')
+    parser.add_argument('--references', action='store_true', help='also time kornia and pytorch-msssim')
+    parser.add_argument('--reference-repeats', type=int, default=3)
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -81,12 +100,17 @@ def main():
             elapsed = time_loss(loss, pred, target, device)
             if i >= args.warmup:
                 times[name].append(elapsed)
+    if args.references:
+        for name, loss in reference_losses().items():
+            loss = loss.to(device) if isinstance(loss, torch.nn.Module) else loss
+            timings = [time_loss(loss, pred, target, device) for _ in range(1 + args.reference_repeats)][1:]
+            times[name] = timings
     medians = {name: statistics.median(t) for name, t in times.items()}
     step = time_edsr_step(args.batch, args.size // 4, device, args.step_repeats, warmup=2)
     baseline = medians['L1Loss (BasicSR)']
 
     print(f'\n{args.batch}x3x{args.size}x{args.size}, forward+backward, median of {args.repeats} '
-          f'({device}, {torch.get_num_threads()} threads, torch {torch.__version__}); '
+          f'(references: {args.reference_repeats}) ({device}, {torch.get_num_threads()} threads, torch {torch.__version__}); '
           f'EDSR x4 step (64 feat, 16 blocks, {args.batch}x3x{args.size // 4}x{args.size // 4}): {step * 1e3:.0f} ms\n')
     print('| loss | ms | x L1Loss | share of EDSR step |')
     print('| --- | ---: | ---: | ---: |')
