@@ -22,12 +22,14 @@ def pair(shape=(2, 3, 48, 48), seed=0, noise=0.1):
     return x, (x + noise * torch.randn_like(x)).clamp(0, 1)
 
 
-def test_separable_filter_equals_the_2d_window():
-    x = torch.rand(1, 2, 20, 20, dtype=torch.float64)
-    g = gaussian_kernel_1d(2.0, 4, torch.float64)
-    window = torch.outer(g, g).expand(2, 1, 9, 9)
-    expected = torch.nn.functional.conv2d(x, window, groups=2)
-    assert torch.allclose(gaussian_filter(x, (2.0,), 4)[:, :, 0], expected, atol=1e-14)
+@pytest.mark.parametrize('size', [20, 90], ids=['by matmul', 'by convolution'])
+def test_separable_filter_equals_the_2d_window(size):
+    x = torch.rand(1, 2, size, size + 3, dtype=torch.float64)
+    for k, sigma in enumerate((0.5, 2.0)):
+        g = gaussian_kernel_1d(sigma, 4, torch.float64)
+        window = torch.outer(g, g).expand(2, 1, 9, 9)
+        expected = torch.nn.functional.conv2d(x, window, groups=2)
+        assert torch.allclose(gaussian_filter(x, (0.5, 2.0), 4)[:, :, k], expected, atol=1e-14)
     assert gaussian_kernel_1d(1.5, 5).sum().item() == pytest.approx(1.0)
 
 
