@@ -5,7 +5,20 @@ as ``[{type: gaussian_noise, sigma: 25}]`` is turned into callables by :func:`bu
 """
 from functools import partial
 
+import cv2
 import numpy as np
+
+# Where each colour is sampled in a 2x2 Bayer tile, as (row, column) offsets; images are BGR (cv2).
+BAYER_PATTERNS = {
+    'rggb': {'r': [(0, 0)], 'g': [(0, 1), (1, 0)], 'b': [(1, 1)]},
+    'bggr': {'b': [(0, 0)], 'g': [(0, 1), (1, 0)], 'r': [(1, 1)]},
+    'grbg': {'g': [(0, 0), (1, 1)], 'r': [(0, 1)], 'b': [(1, 0)]},
+    'gbrg': {'g': [(0, 0), (1, 1)], 'b': [(0, 1)], 'r': [(1, 0)]},
+}
+BGR_INDEX = {'b': 0, 'g': 1, 'r': 2}
+# Bilinear interpolation of a sparse colour plane: green has 4 neighbours, red/blue 2 or 4.
+GREEN_KERNEL = np.array([[0, 1, 0], [1, 4, 1], [0, 1, 0]], np.float32) / 4
+RED_BLUE_KERNEL = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], np.float32) / 4
 
 
 def gaussian_noise(img, rng, sigma=None, sigma_range=None, clip=False):
@@ -21,6 +34,71 @@ def gaussian_noise(img, rng, sigma=None, sigma_range=None, clip=False):
     return np.clip(noisy, 0, 1) if clip else noisy
 
 
+def bayer_mask(shape, pattern='rggb'):
+    """(H, W, 3) 0/1 mask of the samples a Bayer sensor records, BGR channel order."""
+    mask = np.zeros(shape[:2] + (3,), np.float32)
+    for colour, offsets in BAYER_PATTERNS[pattern].items():
+        for dy, dx in offsets:
+            mask[dy::2, dx::2, BGR_INDEX[colour]] = 1
+    return mask
+
+
+def bilinear_demosaic(sparse, pattern='rggb'):
+    """Fills the missing samples of a (H, W, 3) BGR mosaic (zeros where unsampled) bilinearly.
+
+    ``BORDER_REFLECT_101`` keeps the pattern's parity at the borders, so recorded samples stay exact.
+    """
+    out = np.empty_like(sparse)
+    for colour, index in BGR_INDEX.items():
+        kernel = GREEN_KERNEL if colour == 'g' else RED_BLUE_KERNEL
+        out[..., index] = cv2.filter2D(sparse[..., index], -1, kernel, borderType=cv2.BORDER_REFLECT_101)
+    return out
+
+
+def bayer_noise_demosaic(img, rng, pattern='rggb', noise_a=0.005, noise_b=0.0001, clip=True):
+    """Zhao et al.'s acquisition model: Bayer mosaic, Poisson-Gaussian noise of Foi's model
+    (variance ``a*x + b``), clipping to [0, 1], then bilinear demosaicking.
+
+    Args:
+        pattern (str): 'rggb' | 'bggr' | 'grbg' | 'gbrg'. Default: 'rggb'.
+        noise_a (float): signal-dependent (photon shot) variance factor. Default: 0.005.
+        noise_b (float): signal-independent variance. Default: 0.0001.
+        clip (bool): clip the noisy raw samples to [0, 1]. Default: True.
+    """
+    if img.shape[2] != 3:
+        raise ValueError(f'bayer_noise_demosaic needs 3-channel images, got {img.shape[2]} channels')
+    mask = bayer_mask(img.shape, pattern)
+    raw = img * mask
+    std = np.sqrt(noise_a * raw + noise_b).astype(np.float32)
+    noisy = raw + std * rng.standard_normal(raw.shape).astype(np.float32)
+    if clip:
+        noisy = np.clip(noisy, 0, 1)
+    return bilinear_demosaic(noisy * mask, pattern)
+
+
+def jpeg(img, rng, quality=25):
+    """JPEG compression at ``quality`` (0-100), or at a quality drawn from ``[low, high]`` per image."""
+    level = quality if np.isscalar(quality) else int(rng.integers(quality[0], quality[1] + 1))
+    as_uint8 = np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
+    ok, encoded = cv2.imencode('.jpg', as_uint8, [cv2.IMWRITE_JPEG_QUALITY, int(level)])
+    decoded = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+    return decoded.reshape(img.shape).astype(np.float32) / 255.
+
+
+def _check_bayer_noise_demosaic(where, pattern='rggb', noise_a=0.005, noise_b=0.0001, clip=True):
+    if pattern not in BAYER_PATTERNS:
+        raise ValueError(f"{where}.pattern: expected one of {', '.join(BAYER_PATTERNS)}, got {pattern!r}")
+    for name, value in (('noise_a', noise_a), ('noise_b', noise_b)):
+        if not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f'{where}.{name}: expected a number >= 0, got {value!r}')
+
+
+def _check_jpeg(where, quality=25):
+    levels = [quality] if np.isscalar(quality) else list(quality)
+    if len(levels) not in (1, 2) or not all(isinstance(q, int) and 0 <= q <= 100 for q in levels):
+        raise ValueError(f'{where}.quality: expected an integer in [0, 100] or [low, high], got {quality!r}')
+
+
 def _check_gaussian_noise(where, sigma=None, sigma_range=None, clip=False):
     if (sigma is None) == (sigma_range is None):
         raise ValueError(f'{where}: give exactly one of sigma and sigma_range')
@@ -30,7 +108,11 @@ def _check_gaussian_noise(where, sigma=None, sigma_range=None, clip=False):
         raise ValueError(f'{where}.sigma_range: expected [low, high] with 0 <= low <= high, got {sigma_range!r}')
 
 
-DEGRADATIONS = {'gaussian_noise': (gaussian_noise, _check_gaussian_noise)}
+DEGRADATIONS = {
+    'gaussian_noise': (gaussian_noise, _check_gaussian_noise),
+    'bayer_noise_demosaic': (bayer_noise_demosaic, _check_bayer_noise_demosaic),
+    'jpeg': (jpeg, _check_jpeg),
+}
 
 
 def build_degradations(specs, where='degradations'):

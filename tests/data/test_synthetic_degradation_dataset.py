@@ -53,7 +53,7 @@ def test_sigma_range_draws_a_level_per_image():
 
 
 @pytest.mark.parametrize('specs, message', [
-    ([{'type': 'jpeg', 'quality': 25}], "'jpeg' is not a degradation; known: gaussian_noise"),
+    ([{'type': 'motion_blur'}], "'motion_blur' is not a degradation; known: gaussian_noise, bayer_noise_demosaic, jpeg"),
     ([{'type': 'gaussian_noise'}], 'give exactly one of sigma and sigma_range'),
     ([{'type': 'gaussian_noise', 'sigma': -1}], 'sigma: expected a number >= 0'),
     ([{'type': 'gaussian_noise', 'sigma': 5, 'mean': 1}], "unexpected keyword argument 'mean'"),

@@ -1,0 +1,75 @@
+"""Bayer mosaic + Foi noise + bilinear demosaic, and JPEG, by hand and by their statistics."""
+import cv2
+import numpy as np
+import pytest
+import torch
+from basicsr.archs import build_network
+from torch import nn
+
+from losses_plugin.data.degradations import (bayer_mask, bayer_noise_demosaic, bilinear_demosaic,
+                                             build_degradations, jpeg)
+
+RNG = np.random.default_rng(0)
+
+
+def test_rggb_mask_positions_in_bgr_order():
+    mask = bayer_mask((4, 4, 3))
+    assert mask[0, 0].tolist() == [0, 0, 1]  # R (BGR index 2) at (0, 0)
+    assert mask[0, 1].tolist() == [0, 1, 0] and mask[1, 0].tolist() == [0, 1, 0]
+    assert mask[1, 1].tolist() == [1, 0, 0]  # B
+    assert mask.sum(axis=2).tolist() == np.ones((4, 4)).tolist()  # one sample per pixel
+
+
+def test_noise_free_demosaic_keeps_samples_and_interpolates_bilinearly():
+    img = RNG.random((6, 8, 3)).astype(np.float32)
+    out = bayer_noise_demosaic(img, RNG, noise_a=0, noise_b=0)
+    mask = bayer_mask(img.shape).astype(bool)
+    assert np.allclose(out[mask], img[mask], atol=1e-6)
+    # green at the red pixel (2, 2): mean of its four green neighbours
+    assert out[2, 2, 1] == pytest.approx(np.mean([img[1, 2, 1], img[3, 2, 1], img[2, 1, 1], img[2, 3, 1]]), abs=1e-6)
+    # blue at the red pixel (2, 2): mean of the four diagonal blue samples
+    assert out[2, 2, 0] == pytest.approx(np.mean([img[1, 1, 0], img[1, 3, 0], img[3, 1, 0], img[3, 3, 0]]), abs=1e-6)
+    constant = np.full((5, 7, 3), 0.4, np.float32)
+    assert np.allclose(bilinear_demosaic(constant * bayer_mask(constant.shape)), constant, atol=1e-6)
+
+
+def test_foi_noise_variance_and_clipping():
+    level = 0.5
+    img = np.full((200, 200, 3), level, np.float32)
+    a, b = 0.005, 0.0001
+    out = bayer_noise_demosaic(img, np.random.default_rng(1), noise_a=a, noise_b=b, clip=False)
+    samples = out[bayer_mask(img.shape).astype(bool)]
+    assert samples.std() == pytest.approx(np.sqrt(a * level + b), rel=0.03)
+    dark = bayer_noise_demosaic(np.zeros((50, 50, 3), np.float32), np.random.default_rng(2))
+    assert dark.min() >= 0 and dark.max() <= 1
+
+
+def test_jpeg_matches_opencv_and_degrades_with_lower_quality():
+    img = (RNG.random((32, 48, 3)) * 255).round()
+    img = cv2.GaussianBlur(img.astype(np.uint8), (5, 5), 2).astype(np.float32) / 255
+    q25 = jpeg(img, RNG, quality=25)
+    reference = cv2.imdecode(cv2.imencode('.jpg', (img * 255).round().astype(np.uint8),
+                                          [cv2.IMWRITE_JPEG_QUALITY, 25])[1], cv2.IMREAD_COLOR) / 255.
+    assert np.allclose(q25, reference, atol=1e-6)
+    assert np.abs(jpeg(img, RNG, quality=90) - img).mean() < np.abs(q25 - img).mean()
+    grey = img[..., :1]
+    assert jpeg(grey, RNG, quality=25).shape == grey.shape
+
+
+@pytest.mark.parametrize('specs, message', [
+    ([{'type': 'bayer_noise_demosaic', 'pattern': 'rgbg'}], 'pattern: expected one of rggb'),
+    ([{'type': 'bayer_noise_demosaic', 'noise_a': -1}], 'noise_a: expected a number >= 0'),
+    ([{'type': 'jpeg', 'quality': 101}], r'quality: expected an integer in \[0, 100\]'),
+])
+def test_invalid_options(specs, message):
+    with pytest.raises(ValueError, match=message):
+        build_degradations(specs)
+
+
+def test_zhao_demosaick_net_layers():
+    net = build_network({'type': 'ZhaoDemosaickNet'})
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(3, 64, (9, 9)), (64, 64, (5, 5)),
+                                                                              (64, 3, (5, 5))]
+    assert sum(isinstance(m, nn.PReLU) for m in net.modules()) == 2
+    assert net(torch.rand(2, 3, 31, 31)).shape == (2, 3, 31, 31)
