@@ -79,8 +79,10 @@ DNCNN_DEMO = dict(DNCNN, num_feat=32, num_conv=8)
 
 
 def metrics(scale, extra):
-    m = {'psnr': {'type': 'calculate_psnr', 'crop_border': scale, 'test_y_channel': True},
-         'ssim': {'type': 'calculate_ssim', 'crop_border': scale, 'test_y_channel': True}}
+    """PSNR and SSIM on Y, or on RGB with 'rgb' in ``extra`` (Zhao et al.); plus NIQE and/or RMSE."""
+    y_channel = 'rgb' not in extra
+    m = {'psnr': {'type': 'calculate_psnr', 'crop_border': scale, 'test_y_channel': y_channel},
+         'ssim': {'type': 'calculate_ssim', 'crop_border': scale, 'test_y_channel': y_channel}}
     if 'niqe' in extra:
         m['niqe'] = {'type': 'calculate_niqe', 'crop_border': scale, 'better': 'lower'}
     if 'rmse' in extra:
@@ -239,8 +241,78 @@ def asymmetric_denoising_experiments(demo):
         yield name, title, experiment(name, 'SRModel', 1, copy.deepcopy(data), net, train, ['rmse'], **freq)
 
 
+# ----------------------------------------------------------------------------------------------
+# Zhao et al. (zhao_loss_functions_ssim_mix.txt), Table 1: joint demosaicking + denoising with six
+# losses; SR (their SRCNN: PReLU, bilinear, RGB) and JPEG deblocking with four. The paper trains on
+# 700 MIT-Adobe FiveK images (not downloadable here): DIV2K stands in. Its 31x31 patches are too small
+# for 'valid' windows of sigma 8 (33 taps) and 9 (65 taps): patches of 96 (72 in the demos) instead.
+# It states no SR scale: x3, SRCNN's own.
+ZHAO_DEMOSAICK = {'type': 'ZhaoDemosaickNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64}
+BAYER = [{'type': 'bayer_noise_demosaic', 'pattern': 'rggb', 'noise_a': 0.005, 'noise_b': 0.0001, 'clip': True}]
+JPEG_25 = [{'type': 'jpeg', 'quality': 25}]
+
+
+def zhao_losses(names):
+    table = {'l2': MSE, 'l1': L1, 'ssim5': {'type': 'SSIMLoss', 'sigma': 5.0, 'padding': 'valid'},
+             'ssim9': {'type': 'SSIMLoss', 'sigma': 9.0, 'padding': 'valid'},
+             'msssim': {'type': 'MSSSIMLoss', 'mode': 'sigmas', 'sigmas': [0.5, 1.0, 2.0, 4.0, 8.0], 'padding': 'valid'},
+             'mix': {'type': 'MSSSIML1Loss', 'alpha': 0.84, 'sigmas': [0.5, 1.0, 2.0, 4.0, 8.0], 'padding': 'valid'}}
+    return {name: table[name] for name in names}
+
+
+def zhao_restoration_data(degradations, demo):
+    if demo:
+        train = noisy('DemoTrain', 'datasets/demo/train/HR',
+                      {'gt_size': 72, 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 1,
+                       'batch_size_per_gpu': 8, 'dataset_enlarge_ratio': 100, 'prefetch_mode': None},
+                      prepare='python scripts/make_demo_data.py')
+        val = noisy('DemoVal', 'datasets/demo/val/HR', {'seed': 0}, prepare='python scripts/make_demo_data.py')
+    else:
+        train = noisy('DIV2K', 'datasets/DIV2K/DIV2K_train_HR_sub.lmdb',
+                      {'gt_size': 96, 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 6,
+                       'batch_size_per_gpu': 64, 'dataset_enlarge_ratio': 1, 'prefetch_mode': None},
+                      backend='lmdb', prepare=DIV2K_PREPARE.format(s=4))
+        val = noisy('Set14', 'datasets/Set14/GTmod12', {'seed': 0}, prepare=BENCHMARK_NOTE.format(s=4))
+    for dataset in (train, val):
+        dataset['degradations'] = copy.deepcopy(degradations)
+    return {'train': train, 'val': val}
+
+
+def zhao_experiments(demo):
+    sched = dict(lr=1e-3, milestones=[400], total=600) if demo else dict(lr=1e-4, milestones=[100000, 150000],
+                                                                         total=200000)
+    freq = (dict(val_freq=300, print_freq=50, save_freq=300) if demo
+            else dict(val_freq=5000, print_freq=100, save_freq=5000))
+    net = dict(ZHAO_DEMOSAICK, num_feat=32) if demo else ZHAO_DEMOSAICK
+    tasks = [('demosaick', 'joint demosaicking + denoising (Bayer RGGB, Foi noise a=0.005 b=0.0001)', BAYER,
+              ('l2', 'l1', 'ssim5', 'ssim9', 'msssim', 'mix')),
+             ('jpeg_q25', 'JPEG deblocking at quality 25', JPEG_25, ('l2', 'l1', 'msssim', 'mix'))]
+    for task, description, degradations, losses in tasks:
+        for loss_name, loss in zhao_losses(losses).items():
+            name = f'zhao_{task}_{loss_name}'
+            train = adam_multistep(sched['lr'], sched['milestones'], sched['total'], loss)
+            yield (name, f'Zhao et al. Table 1, {description}, trained with {loss_name}',
+                   experiment(name, 'SRModel', 1, zhao_restoration_data(degradations, demo), net, train, ['rgb'],
+                              **freq))
+    scale = 3
+    if demo:
+        data = {'train': demo_pair(scale, 72, 8), 'val': demo_val(scale)}
+    else:
+        data = {'train': lmdb_pair('DIV2K', 'datasets/DIV2K/DIV2K_train_HR_sub.lmdb',
+                                   'datasets/DIV2K/DIV2K_train_LR_bicubic_X3_sub.lmdb', DIV2K_PREPARE.format(s=3),
+                                   96, 64),
+                'val': benchmark('Set5', scale), 'val_2': benchmark('Set14', scale)}
+    srcnn = dict(SRCNN, upscale=scale, upsampling='bilinear', act='prelu')
+    for loss_name, loss in zhao_losses(('l2', 'l1', 'msssim', 'mix')).items():
+        name = f'zhao_srcnn_x{scale}_{loss_name}'
+        train = adam_multistep(sched['lr'], sched['milestones'], sched['total'], loss)
+        yield (name, f'Zhao et al. Table 1, super-resolution x{scale} with their SRCNN (PReLU, bilinear input, RGB), '
+                     f'trained with {loss_name}',
+               experiment(name, 'SRModel', scale, copy.deepcopy(data), srcnn, train, ['rgb'], **freq))
+
+
 EXPERIMENTS = (edsr_sploss_experiments, rrdb_sploss_experiments, asymmetric_sr_experiments,
-               asymmetric_denoising_experiments)
+               asymmetric_denoising_experiments, zhao_experiments)
 
 
 class _PlainDumper(yaml.SafeDumper):
