@@ -50,7 +50,8 @@ setup(
         'numpy',
         'scikit-image',
         'tqdm',
+        'piq>=0.8',  # weight-free IQA metrics (MS-SSIM, IW-SSIM, GMSD, FSIM)
     ],
-    extras_require={'test': ['pytest', 'kornia>=0.9', 'piq>=0.8', 'pytorch-msssim>=1.0']},
+    extras_require={'test': ['pytest', 'kornia>=0.9', 'pytorch-msssim>=1.0']},
     entry_points={'console_scripts': ['basicsr = losses_plugin.cli:main']},
 )

@@ -87,6 +87,11 @@ def metrics(scale, extra):
         m['niqe'] = {'type': 'calculate_niqe', 'crop_border': scale, 'better': 'lower'}
     if 'rmse' in extra:
         m['rmse'] = {'type': 'calculate_rmse', 'crop_border': scale, 'test_y_channel': True, 'better': 'lower'}
+    if 'zhao' in extra:  # the rest of Zhao et al.'s Table 1
+        for name, better in (('l1_1000', 'lower'), ('l2_1000', 'lower'), ('ms_ssim', 'higher'), ('iw_ssim', 'higher'),
+                             ('gmsd', 'lower'), ('fsim', 'higher')):
+            m[name] = {'type': f'calculate_{name}', 'crop_border': scale, 'better': better}
+        m['fsimc'] = {'type': 'calculate_fsim', 'crop_border': scale, 'chromatic': True, 'better': 'higher'}
     return m
 
 
@@ -292,7 +297,7 @@ def zhao_experiments(demo):
             name = f'zhao_{task}_{loss_name}'
             train = adam_multistep(sched['lr'], sched['milestones'], sched['total'], loss)
             yield (name, f'Zhao et al. Table 1, {description}, trained with {loss_name}',
-                   experiment(name, 'SRModel', 1, zhao_restoration_data(degradations, demo), net, train, ['rgb'],
+                   experiment(name, 'SRModel', 1, zhao_restoration_data(degradations, demo), net, train, ['rgb', 'zhao'],
                               **freq))
     scale = 3
     if demo:
@@ -308,7 +313,7 @@ def zhao_experiments(demo):
         train = adam_multistep(sched['lr'], sched['milestones'], sched['total'], loss)
         yield (name, f'Zhao et al. Table 1, super-resolution x{scale} with their SRCNN (PReLU, bilinear input, RGB), '
                      f'trained with {loss_name}',
-               experiment(name, 'SRModel', scale, copy.deepcopy(data), srcnn, train, ['rgb'], **freq))
+               experiment(name, 'SRModel', scale, copy.deepcopy(data), srcnn, train, ['rgb', 'zhao'], **freq))
 
 
 EXPERIMENTS = (edsr_sploss_experiments, rrdb_sploss_experiments, asymmetric_sr_experiments,

@@ -10,6 +10,8 @@ import pytest
 import torch
 import yaml
 
+import losses_plugin  # noqa: F401  (registers our classes for every test, as users import it first)
+
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 DEMO_OPTIONS = REPO / 'options' / 'demo' / 'edsr_l1.yml'
