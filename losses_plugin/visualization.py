@@ -36,7 +36,8 @@ def log_weight_maps(model, tb_logger, current_iter, max_images=4):
         tb_logger.add_images(f'weight_maps/{name}_gt', gt.clamp(0, 1).float().cpu(), current_iter)
 
 
-def _labelled(img_bgr, text):
+def labelled(img_bgr, text):
+    """The image under a white strip holding ``text``."""
     header = np.full((24, img_bgr.shape[1], 3), 255, np.uint8)
     cv2.putText(header, text, (5, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     return np.vstack([header, img_bgr])
@@ -60,4 +61,4 @@ def loss_panel(gt, output, loss):
     tiles = [(_to_bgr_uint8(gt), 'GT'), (_to_bgr_uint8(output), 'output'),
              (_to_bgr_uint8(heat_map((out4 - gt4).abs())[0]), '|error|'),
              (_to_bgr_uint8(heat_map(loss.weight_map(out4, gt4))[0]), f'{type(loss).__name__} weight map')]
-    return np.hstack([_labelled(img, text) for img, text in tiles])
+    return np.hstack([labelled(img, text) for img, text in tiles])

@@ -21,6 +21,7 @@ from basicsr.utils import img2tensor, scandir, tensor2img
 from basicsr.utils.matlab_functions import imresize
 
 from losses_plugin.options import read_option_file
+from losses_plugin.visualization import labelled
 
 
 def load_network(opt, model_path):
@@ -39,12 +40,6 @@ def super_resolve(net, lq_bgr):
 def bicubic_upscale(lq_bgr, scale):
     up = imresize(lq_bgr.astype(np.float32) / 255., scale)
     return np.clip(np.round(up * 255.), 0, 255).astype(np.uint8)
-
-
-def labelled(img, text):
-    header = np.full((28, img.shape[1], 3), 255, np.uint8)
-    cv2.putText(header, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
-    return np.vstack([header, img])
 
 
 def evaluate(opt, model_path, panel_path):

@@ -16,6 +16,11 @@ PADDINGS = ('valid', 'reflect', 'zero')
 MATMUL_MAX_RATIO = 8  # measured crossover on CPU: 33 taps at 128 px by matmul, 11 taps by conv
 
 
+def check_sigmas(loss_name, sigmas):
+    if not sigmas or any(isinstance(s, bool) or not isinstance(s, (int, float)) or s <= 0 for s in sigmas):
+        raise ValueError(f"{loss_name}: option 'sigmas' must be a non-empty list of positive numbers, got {sigmas!r}")
+
+
 def gaussian_kernel_1d(sigma, radius, dtype=torch.float32, device=None):
     """Normalised samples of a Gaussian of std ``sigma`` at -radius..radius."""
     x = torch.arange(-radius, radius + 1, dtype=torch.float64, device=device)

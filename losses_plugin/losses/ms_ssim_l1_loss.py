@@ -1,7 +1,7 @@
 """The Mix loss of Zhao et al., eq. (14): ``alpha * (1 - MS-SSIM) + (1 - alpha) * G_sigmaM * |e|``."""
 from basicsr.utils.registry import LOSS_REGISTRY
 
-from losses_plugin.losses.gaussian_filter import PADDINGS, gaussian_filter
+from losses_plugin.losses.gaussian_filter import PADDINGS, check_sigmas, gaussian_filter
 from losses_plugin.losses.ms_ssim_loss import PAPER_SIGMAS
 from losses_plugin.losses.pixel_loss_base import PixelLoss, as_images, check_choice, check_number
 from losses_plugin.losses.ssim_loss import luminance_and_contrast_structure
@@ -28,8 +28,7 @@ class MSSSIML1Loss(PixelLoss):
             raise ValueError(f"MSSSIML1Loss: option 'alpha' must be in [0, 1], got {alpha!r}")
         check_choice('MSSSIML1Loss', 'padding', padding, PADDINGS)
         check_number('MSSSIML1Loss', 'data_range', data_range)
-        if not sigmas or any(isinstance(s, bool) or not isinstance(s, (int, float)) or s <= 0 for s in sigmas):
-            raise ValueError(f"MSSSIML1Loss: option 'sigmas' must be a non-empty list of positive numbers, got {sigmas!r}")
+        check_sigmas('MSSSIML1Loss', sigmas)
         self.alpha, self.sigmas, self.data_range, self.padding = alpha, tuple(sorted(sigmas)), data_range, padding
 
     def loss_map(self, pred, target):

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from basicsr.utils.registry import LOSS_REGISTRY
 
-from losses_plugin.losses.gaussian_filter import PADDINGS
+from losses_plugin.losses.gaussian_filter import PADDINGS, check_sigmas
 from losses_plugin.losses.pixel_loss_base import PixelLoss, as_images, check_choice, check_number
 from losses_plugin.losses.ssim_loss import luminance_and_contrast_structure
 
@@ -68,8 +68,7 @@ class MSSSIMLoss(PixelLoss):
         check_choice('MSSSIMLoss', 'mode', mode, MODES)
         check_choice('MSSSIMLoss', 'padding', padding, PADDINGS)
         check_number('MSSSIMLoss', 'data_range', data_range)
-        if not sigmas or any(isinstance(s, bool) or not isinstance(s, (int, float)) or s <= 0 for s in sigmas):
-            raise ValueError(f"MSSSIMLoss: option 'sigmas' must be a non-empty list of positive numbers, got {sigmas!r}")
+        check_sigmas('MSSSIMLoss', sigmas)
         self.mode, self.sigmas, self.data_range, self.padding = mode, tuple(sigmas), data_range, padding
 
     def ms_ssim(self, pred, target):

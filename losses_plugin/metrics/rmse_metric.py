@@ -1,7 +1,8 @@
 """RMSE, eq. (9) of the asymmetric-loss paper, with BasicSR's metric conventions."""
 import numpy as np
-from basicsr.metrics.metric_util import reorder_image, to_y_channel
 from basicsr.utils.registry import METRIC_REGISTRY
+
+from losses_plugin.metrics.image_pair import prepared_pair
 
 
 @METRIC_REGISTRY.register()
@@ -15,13 +16,5 @@ def calculate_rmse(img, img2, crop_border, input_order='HWC', test_y_channel=Fal
     Returns:
         float: ``sqrt(mean((img - img2)^2))``.
     """
-    if img.shape != img2.shape:
-        raise ValueError(f'calculate_rmse: image shapes differ: {img.shape} and {img2.shape}')
-    img = reorder_image(img, input_order=input_order).astype(np.float64)
-    img2 = reorder_image(img2, input_order=input_order).astype(np.float64)
-    if crop_border:
-        img = img[crop_border:-crop_border, crop_border:-crop_border, ...]
-        img2 = img2[crop_border:-crop_border, crop_border:-crop_border, ...]
-    if test_y_channel:
-        img, img2 = to_y_channel(img), to_y_channel(img2)
+    img, img2 = prepared_pair(img, img2, crop_border, input_order, test_y_channel, 'calculate_rmse')
     return float(np.sqrt(np.mean((img - img2) ** 2)))

@@ -8,20 +8,15 @@ validation passes: ``img``, ``img2`` (uint8/float images in [0, 255], BGR, HWC u
 import numpy as np
 import piq
 import torch
-from basicsr.metrics.metric_util import reorder_image, to_y_channel
 from basicsr.utils.registry import METRIC_REGISTRY
+
+from losses_plugin.metrics.image_pair import prepared_pair
 
 
 def _as_tensors(img, img2, crop_border, input_order='HWC', test_y_channel=False, name='metric'):
     """Two (1, C, H, W) float64 tensors in [0, 1], RGB (or Y), borders cropped."""
-    if img.shape != img2.shape:
-        raise ValueError(f'{name}: image shapes differ: {img.shape} and {img2.shape}')
     pair = []
-    for image in (img, img2):
-        image = reorder_image(image, input_order=input_order).astype(np.float64)
-        if crop_border:
-            image = image[crop_border:-crop_border, crop_border:-crop_border, ...]
-        image = to_y_channel(image).astype(np.float64) if test_y_channel else image
+    for image in prepared_pair(img, img2, crop_border, input_order, test_y_channel, name):
         if image.shape[2] == 3:
             image = image[..., ::-1]  # BGR -> RGB
         pair.append(torch.from_numpy(np.ascontiguousarray(image / 255.)).permute(2, 0, 1)[None].clamp(0, 1))
