@@ -3,7 +3,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PYTHON, run_cli, tiny_options, training_log, write_options
+from conftest import PYTHON, REPO, run_cli, tiny_options, training_log, write_options
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +32,14 @@ def test_train_validate_then_test_on_cpu(demo_data, tmp_path):
                                                       'test_y_channel': True}}},
     }
     run_cli(['test', '-opt', write_options(test_opt, tmp_path / 'test.yml')], cwd=tmp_path)
+
+    # the demo's last step scores the trained model against bicubic and draws a panel
+    report = subprocess.run([PYTHON, str(REPO / 'scripts' / 'evaluate_sr.py'), '-opt', str(tmp_path / 'train.yml')],
+                            cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    rows = [line.split() for line in report.splitlines() if line.startswith(('chelsea', 'coffee', 'mean'))]
+    assert [r[0] for r in rows] == ['chelsea.png', 'coffee.png', 'mean'] and all(len(r) == 5 for r in rows)
+    assert 20 < float(rows[0][1]) < 40  # bicubic PSNR of chelsea, x4
+    assert (tmp_path / 'results' / 'cli_train' / 'bicubic_output_gt.png').is_file()
     results = tmp_path / 'results' / 'cli_test'
     assert sorted(p.name for p in (results / 'visualization' / 'DemoVal').iterdir()) == [
         'chelsea_cli_test.png', 'coffee_cli_test.png']
