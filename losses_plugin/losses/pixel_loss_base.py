@@ -122,14 +122,16 @@ class PixelLoss(nn.Module):
         name = type(self).__name__
         check_inputs(name, pred, target, weight)
         pred32, target32 = at_least_float32(pred), at_least_float32(target)
-        total = self.error_sum(pred32, target32) if weight is None and self.reduction != 'none' else None
-        if total is not None:
-            reduced = total / pred.numel() if self.reduction == 'mean' else total
-        else:
-            loss_map = self.loss_map(pred32, target32)
-            if weight is not None:
-                loss_map = loss_map * at_least_float32(weight)
-            reduced = reduce(loss_map, self.reduction)
+        # under AMP, convolutions and matrix products would drop back to half precision
+        with torch.autocast(device_type=pred.device.type, enabled=False):
+            total = self.error_sum(pred32, target32) if weight is None and self.reduction != 'none' else None
+            if total is not None:
+                reduced = total / pred.numel() if self.reduction == 'mean' else total
+            else:
+                loss_map = self.loss_map(pred32, target32)
+                if weight is not None:
+                    loss_map = loss_map * at_least_float32(weight)
+                reduced = reduce(loss_map, self.reduction)
         loss = self.loss_weight * reduced
         # One check of the result instead of a pass over each input on every call.
         if self.reduction == 'none' or not torch.isfinite(loss):

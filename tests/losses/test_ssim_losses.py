@@ -140,3 +140,13 @@ def test_window_must_fit():
 def test_invalid_options(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def test_autocast_does_not_lower_the_precision_inside():
+    x, y = pair(shape=(2, 3, 40, 40))
+    x, y = x.float(), y.float()
+    for loss in (SSIMLoss(), MSSSIML1Loss(), MSSSIMLoss(padding='reflect')):
+        expected = loss(x, y)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            under_amp = loss(x, y)
+        assert under_amp.dtype == torch.float32 and torch.equal(under_amp, expected)
