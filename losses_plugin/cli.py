@@ -41,11 +41,23 @@ def run(command, args):
     compat.cpu_distributed = opt['num_gpu'] == 0
     sys.argv = [f'basicsr {command}'] + args  # BasicSR's parse_options reads sys.argv
     root_path = os.getcwd()
-    if command == 'train':
-        from losses_plugin.train import train_pipeline
-        return train_pipeline(root_path)
-    from basicsr.test import test_pipeline
-    return test_pipeline(root_path)
+    try:
+        if command == 'train':
+            from losses_plugin.train import train_pipeline
+            return train_pipeline(root_path)
+        from basicsr.test import test_pipeline
+        return test_pipeline(root_path)
+    finally:
+        close_process_group()
+
+
+def close_process_group():
+    """Ends the process group BasicSR opened: left to interpreter shutdown, gloo's threads can abort
+    a rank after a successful run ('terminate called without an active exception')."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def main(argv=None):
