@@ -82,7 +82,8 @@ def as_images(x):
 class PixelLoss(nn.Module):
     """Base of the pixel-weighted losses: ``loss_weight * reduce(loss_map(pred, target) * weight)``.
 
-    Subclasses implement ``loss_map(pred, target)`` (float32 tensors of the input's shape) and
+    Subclasses implement ``loss_map(pred, target)`` (per-pixel losses, the input's size unless a
+    window crops the border) and
     ``weight_map(pred, target)`` (the detached map that the paper derives from the images), and may
     implement ``error_sum`` (the summed loss map by a faster route, used when no ``weight`` is given
     and the loss is reduced).
@@ -130,7 +131,10 @@ class PixelLoss(nn.Module):
             else:
                 loss_map = self.loss_map(pred32, target32)
                 if weight is not None:
-                    loss_map = loss_map * at_least_float32(weight)
+                    if loss_map.numel() != pred.numel():
+                        raise ValueError(f'{name}: weight needs a loss map of the input size, but this loss scores '
+                                         f'{tuple(loss_map.shape)} of {tuple(pred.shape)}; use padding reflect or zero')
+                    loss_map = loss_map.reshape(pred.shape) * at_least_float32(weight)
                 reduced = reduce(loss_map, self.reduction)
         loss = self.loss_weight * reduced
         # One check of the result instead of a pass over each input on every call.

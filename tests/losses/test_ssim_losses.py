@@ -150,3 +150,14 @@ def test_autocast_does_not_lower_the_precision_inside():
         with torch.autocast('cpu', dtype=torch.bfloat16):
             under_amp = loss(x, y)
         assert under_amp.dtype == torch.float32 and torch.equal(under_amp, expected)
+
+
+def test_basicsr_weight_needs_a_full_size_map():
+    x, y = pair(shape=(1, 3, 24, 24))
+    weight = torch.ones_like(x)
+    assert torch.allclose(SSIMLoss(padding='reflect')(x, y, weight=weight), SSIMLoss(padding='reflect')(x, y))
+    video, target = pair(shape=(1, 2, 3, 24, 24))
+    assert torch.allclose(SSIMLoss(padding='zero')(video, target, weight=torch.ones_like(video)),
+                          SSIMLoss(padding='zero')(video, target))
+    with pytest.raises(ValueError, match=r"SSIMLoss: weight needs a loss map of the input size.*padding reflect"):
+        SSIMLoss()(x, y, weight=weight)
