@@ -2,9 +2,8 @@
 from basicsr.utils.registry import LOSS_REGISTRY
 
 from losses_plugin.losses.gaussian_filter import PADDINGS, check_sigmas, gaussian_filter
-from losses_plugin.losses.ms_ssim_loss import PAPER_SIGMAS
+from losses_plugin.losses.ms_ssim_loss import PAPER_SIGMAS, ms_ssim_sigmas_map
 from losses_plugin.losses.pixel_loss_base import PixelLoss, as_images, check_choice, check_number
-from losses_plugin.losses.ssim_loss import luminance_and_contrast_structure
 
 
 @LOSS_REGISTRY.register()
@@ -33,11 +32,8 @@ class MSSSIML1Loss(PixelLoss):
 
     def loss_map(self, pred, target):
         pred, target = as_images(pred), as_images(target)
-        radius = int(2 * self.sigmas[-1])
-        luminance, contrast_structure = luminance_and_contrast_structure(
-            pred, target, self.sigmas, radius, self.data_range, self.padding)
-        ms_ssim = luminance[:, :, -1] * contrast_structure.prod(dim=2)
-        l1 = gaussian_filter((pred - target).abs(), self.sigmas[-1:], radius, self.padding)[:, :, 0]
+        ms_ssim = ms_ssim_sigmas_map(pred, target, self.sigmas, self.data_range, self.padding)
+        l1 = gaussian_filter((pred - target).abs(), self.sigmas[-1:], int(2 * self.sigmas[-1]), self.padding)[:, :, 0]
         return self.alpha * (1 - ms_ssim) + (1 - self.alpha) * l1 / self.data_range
 
     def weight_map(self, pred, target):

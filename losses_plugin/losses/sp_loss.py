@@ -8,8 +8,8 @@ weighted error (eq. 4). alpha = 0 is L1.
 import torch
 from basicsr.utils.registry import LOSS_REGISTRY
 
-from losses_plugin.losses.pixel_loss_base import (BASE_ERRORS, PixelLoss, as_images, at_least_float32, base_error,
-                                                  check_choice, check_number)
+from losses_plugin.losses.pixel_loss_base import (BASE_ERRORS, PixelLoss, at_least_float32, base_error, check_choice,
+                                                  check_number)
 from losses_plugin.losses.weighted_error import FAST_BASES, weighted_error_sum
 
 
@@ -43,7 +43,7 @@ def blur_factor_map(pred, target, data_range=1.0):
     Returns:
         Tensor: m, the shape of pred, >= 0.
     """
-    lap = laplacian(as_images(target)).reshape(target.shape) / data_range
+    lap = laplacian(target) / data_range
     blurred = (lap > 0) == (pred - target > 0)
     return torch.where(blurred, lap.abs(), torch.zeros_like(lap))
 
@@ -84,7 +84,7 @@ class SPLoss(PixelLoss):
     def _fast_weights(self, target, error, sign):
         """w of eq. (3) in four in-place passes. m = relu(lap * sign(e)) equals eq. (2)'s map wherever
         e != 0; where e = 0 the weight multiplies |e| = 0 and sign(e) = 0, so loss and gradient agree."""
-        lap = laplacian(as_images(target)).reshape(target.shape)
+        lap = laplacian(target)
         return lap.mul_(torch.sign(error) if sign is None else sign).relu_().mul_(self.alpha / self.data_range).add_(1)
 
     def error_sum(self, pred, target):
