@@ -15,20 +15,13 @@ import losses_plugin  # noqa: F401  (first: patches BasicSR and registers our cl
 import cv2
 import numpy as np
 import torch
-from basicsr.archs import build_network
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import img2tensor, scandir, tensor2img
 from basicsr.utils.matlab_functions import imresize
 
 from losses_plugin.options import read_option_file
+from losses_plugin.trained_network import latest_weights_path, load_trained_network
 from losses_plugin.visualization import labelled
-
-
-def load_network(opt, model_path):
-    net = build_network(opt['network_g'])
-    saved = torch.load(model_path, map_location='cpu', weights_only=True)
-    net.load_state_dict(saved['params_ema'] if 'params_ema' in saved else saved['params'])
-    return net.eval()
 
 
 @torch.no_grad()
@@ -45,7 +38,7 @@ def bicubic_upscale(lq_bgr, scale):
 def evaluate(opt, model_path, panel_path):
     scale = opt['scale']
     val = opt['datasets']['val']
-    net = load_network(opt, model_path)
+    net = load_trained_network(opt, model_path)
     rows = []
     for i, name in enumerate(sorted(scandir(val['dataroot_gt']))):
         gt = cv2.imread(os.path.join(val['dataroot_gt'], name))
@@ -73,7 +66,7 @@ def main():
     parser.add_argument('--panel', help='PNG panel to write (default: results/<name>/bicubic_output_gt.png)')
     args = parser.parse_args()
     opt = read_option_file(args.opt)
-    model = args.model or os.path.join('experiments', opt['name'], 'models', 'net_g_latest.pth')
+    model = args.model or latest_weights_path(opt)
     if not os.path.isfile(model):
         parser.error(f"no trained weights at '{model}': train first with `basicsr train -opt {args.opt}`")
     evaluate(opt, model, args.panel or os.path.join('results', opt['name'], 'bicubic_output_gt.png'))

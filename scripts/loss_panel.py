@@ -14,12 +14,12 @@ import losses_plugin  # noqa: F401  (first: patches BasicSR and registers our cl
 import cv2
 import torch
 import yaml
-from basicsr.archs import build_network
 from basicsr.data import build_dataset
 from basicsr.losses import build_loss
 from basicsr.utils import img2tensor
 
 from losses_plugin.options import read_option_file
+from losses_plugin.trained_network import latest_weights_path, load_trained_network
 from losses_plugin.visualization import loss_panel
 
 
@@ -33,11 +33,8 @@ def read_rgb(path):
 def images_from_checkpoint(opt, model_path, index):
     val_opt = dict(opt['datasets']['val'], phase='val', scale=opt.get('scale', 1))
     sample = build_dataset(val_opt)[index]
-    net = build_network(opt['network_g'])
-    saved = torch.load(model_path, map_location='cpu', weights_only=True)
-    net.load_state_dict(saved.get('params_ema', saved['params']))
     with torch.no_grad():
-        output = net.eval()(sample['lq'][None])[0].clamp(0, 1)
+        output = load_trained_network(opt, model_path)(sample['lq'][None])[0].clamp(0, 1)
     return sample['gt'], output
 
 
@@ -53,7 +50,7 @@ def main():
     args = parser.parse_args()
     if args.opt:
         opt = read_option_file(args.opt)
-        model = args.model or os.path.join('experiments', opt['name'], 'models', 'net_g_latest.pth')
+        model = args.model or latest_weights_path(opt)
         if not os.path.isfile(model):
             parser.error(f"no weights at '{model}': train first with `basicsr train -opt {args.opt}`")
         gt, output = images_from_checkpoint(opt, model, args.index)

@@ -40,6 +40,12 @@ def test_train_validate_then_test_on_cpu(demo_data, tmp_path):
     assert [r[0] for r in rows] == ['chelsea.png', 'coffee.png', 'mean'] and all(len(r) == 5 for r in rows)
     assert 20 < float(rows[0][1]) < 40  # bicubic PSNR of chelsea, x4
     assert (tmp_path / 'results' / 'cli_train' / 'bicubic_output_gt.png').is_file()
+    # and the loss panel from option file + trained weights (L1Loss has no map to show: SPLoss's)
+    opt['train']['pixel_opt'] = {'type': 'SPLoss', 'alpha': 2.0}
+    panel_opt = write_options(opt, tmp_path / 'panel.yml')
+    subprocess.run([PYTHON, str(REPO / 'scripts' / 'loss_panel.py'), '-opt', str(panel_opt), '--index', '1',
+                    '--out', str(tmp_path / 'panel.png')], cwd=tmp_path, capture_output=True, check=True)
+    assert (tmp_path / 'panel.png').is_file()
     results = tmp_path / 'results' / 'cli_test'
     assert sorted(p.name for p in (results / 'visualization' / 'DemoVal').iterdir()) == [
         'chelsea_cli_test.png', 'coffee_cli_test.png']

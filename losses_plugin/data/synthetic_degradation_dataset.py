@@ -1,6 +1,5 @@
 """Ground truth read through BasicSR's FileClient (disk or LMDB), input made from it on the fly."""
 import numpy as np
-import torch
 from basicsr.data.data_util import paths_from_folder, paths_from_lmdb
 from basicsr.data.transforms import augment
 from basicsr.utils import FileClient, imfrombytes, img2tensor
