@@ -51,6 +51,7 @@ setup(
         'scikit-image',
         'tqdm',
         'piq>=0.8',  # weight-free IQA metrics (MS-SSIM, IW-SSIM, GMSD, FSIM)
+        'lpips>=0.1.4',  # the TLW judge (its VGG backbone weights are supplied by the user)
     ],
     extras_require={'test': ['pytest', 'kornia>=0.9', 'pytorch-msssim>=1.0']},
     entry_points={'console_scripts': ['basicsr = losses_plugin.cli:main']},

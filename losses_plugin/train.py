@@ -171,6 +171,8 @@ def train_pipeline(root_path):
             data_timer.record()
             current_iter += 1
             model.update_learning_rate(current_iter, warmup_iter=opt['train'].get('warmup_iter', -1))
+            if hasattr(model, 'set_epoch'):  # models with per-epoch schedules (TLWModel's k)
+                model.set_epoch(epoch)
             model.feed_data(train_data)
             model.optimize_parameters(current_iter)
             iter_timer.record()

@@ -27,13 +27,20 @@ def loss_modules(model):
 
 @torch.no_grad()
 def log_weight_maps(model, tb_logger, current_iter, max_images=4):
-    """Logs each loss's weight map for the last training batch (``model.output`` vs ``model.gt``)."""
+    """Logs each loss's weight map for the last training batch (``model.output`` vs ``model.gt``), and
+    the maps of ``model.weight_maps()`` where the model has one."""
     output, gt = model.output[:max_images], model.gt[:max_images]
     if output.dim() == 5:  # video: the centre frame
         output, gt = output[:, output.shape[1] // 2], gt[:, gt.shape[1] // 2]
     for name, loss in loss_modules(model).items():
         tb_logger.add_images(f'weight_maps/{name}', heat_map(loss.weight_map(output, gt)), current_iter)
         tb_logger.add_images(f'weight_maps/{name}_gt', gt.clamp(0, 1).float().cpu(), current_iter)
+    # models whose weights come from a network (TLW, UDL) keep those of their last iteration
+    model_maps = model.weight_maps() if callable(getattr(model, 'weight_maps', None)) else {}
+    for name, maps in model_maps.items():
+        tb_logger.add_images(f'weight_maps/{name}', heat_map(maps[:max_images]), current_iter)
+    if model_maps:
+        tb_logger.add_images('weight_maps/gt', gt.clamp(0, 1).float().cpu(), current_iter)
 
 
 def labelled(img_bgr, text):

@@ -1,0 +1,47 @@
+"""Any registered SR backbone plus the features entering one of its modules, read by a forward hook.
+
+UDL's uncertainty head and FGD's bin head sit on the backbone's last features (the input of
+``conv_last`` in BasicSR's EDSR, RCAN, MSRResNet, RRDBNet and SwinIR) without copying the backbone.
+"""
+import copy
+
+from torch import nn
+
+
+class BackboneWithFeatures(nn.Module):
+    """``forward(x) -> (backbone(x), features entering `feature_module`)``.
+
+    Args:
+        backbone (dict): options of a registered architecture, e.g. ``{type: EDSR, num_feat: 64, ...}``.
+        feature_module (str): dotted name of the module whose input is read. Default: 'conv_last'.
+        owner (str): the wrapping architecture's name, for error messages.
+    """
+
+    def __init__(self, backbone, feature_module='conv_last', owner='BackboneWithFeatures'):
+        super().__init__()
+        from basicsr.archs import build_network
+
+        if not isinstance(backbone, dict) or 'type' not in backbone:
+            raise ValueError(f"{owner}: option 'backbone' must be a network's options with a 'type', got {backbone!r}")
+        self.backbone = build_network(copy.deepcopy(backbone))
+        modules = dict(self.backbone.named_modules())
+        if feature_module not in modules or not feature_module:
+            convs = [name for name, m in modules.items() if isinstance(m, nn.Conv2d)]
+            raise ValueError(f"{owner}: {backbone['type']} has no module '{feature_module}' (option feature_module); "
+                             f"its last convolutions: {', '.join(convs[-4:])}")
+        self.feature_module = feature_module
+        module = modules[feature_module]
+        self.feature_channels = getattr(module, 'in_channels', None)
+        self._features = None
+        module.register_forward_pre_hook(self._keep_input)
+
+    def _keep_input(self, module, args):
+        self._features = args[0]
+
+    def forward(self, x):
+        self._features = None
+        out = self.backbone(x)
+        features, self._features = self._features, None
+        if features is None:
+            raise RuntimeError(f'{type(self.backbone).__name__} never called {self.feature_module} in its forward')
+        return out, features

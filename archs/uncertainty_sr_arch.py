@@ -1,0 +1,41 @@
+"""The UDL baseline's network (Ning et al. 2021, as section II of ``trainable_loss_weights_tlw.txt``
+describes it): an SR backbone plus a three-layer head estimating the log-uncertainty s per pixel."""
+import torch.nn.functional as F
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+
+from losses_plugin.archs.backbone_features import BackboneWithFeatures
+
+
+@ARCH_REGISTRY.register()
+class UncertaintySRNet(nn.Module):
+    """``forward(lq)`` -> SR image; ``forward(lq, return_uncertainty=True)`` -> (SR image, s).
+
+    The head (conv 3x3, ELU, conv 3x3, ELU, conv 3x3) reads the backbone's features entering
+    ``feature_module`` (HR-resolution in EDSR/RCAN/...; LR features are upsampled to the output).
+
+    Args:
+        backbone (dict): a registered SR architecture's options, e.g. ``{type: EDSR, ...}``.
+        feature_module (str): the module whose input features the head reads. Default: 'conv_last'.
+        num_out_ch (int): channels of s (the image's channels). Default: 3.
+        num_feat (int): head width. Default: 64.
+    """
+
+    def __init__(self, backbone, feature_module='conv_last', num_out_ch=3, num_feat=64):
+        super().__init__()
+        self.net = BackboneWithFeatures(backbone, feature_module, owner='UncertaintySRNet')
+        in_ch = self.net.feature_channels
+        if in_ch is None:
+            raise ValueError(f"UncertaintySRNet: feature_module '{feature_module}' must be a convolution")
+        self.head = nn.Sequential(nn.Conv2d(in_ch, num_feat, 3, padding=1), nn.ELU(inplace=True),
+                                  nn.Conv2d(num_feat, num_feat, 3, padding=1), nn.ELU(inplace=True),
+                                  nn.Conv2d(num_feat, num_out_ch, 3, padding=1))
+
+    def forward(self, x, return_uncertainty=False):
+        sr, features = self.net(x)
+        if not return_uncertainty:
+            return sr
+        s = self.head(features)
+        if s.shape[-2:] != sr.shape[-2:]:
+            s = F.interpolate(s, size=sr.shape[-2:], mode='nearest')
+        return sr, s

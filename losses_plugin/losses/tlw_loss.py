@@ -1,0 +1,106 @@
+"""Trainable loss weights (TLW), ``trainable_loss_weights_tlw.txt``: the weight criterion WC (eq. 4)
+and the SR network's loss (eq. 11-13). :class:`~losses_plugin.models.tlw_model.TLWModel` samples the
+weights and runs the EM iteration (Algorithm 1).
+"""
+import torch
+from basicsr.utils.registry import LOSS_REGISTRY
+from torch import nn
+
+from losses_plugin.losses.pixel_loss_base import at_least_float32, check_choice, check_inputs, check_number
+from losses_plugin.losses.weighted_error import weighted_error_sum
+
+FORMS = ('weighted_sum', 'log_posterior')
+WC_EPS = 1e-3
+
+
+def mix_images(w, sr, gt):
+    """Eq. (4)'s pair: x_w takes gt where w is 1, x_{1-w} takes sr there. w may carry a leading sample axis."""
+    return (1 - w) * sr + w * gt, w * sr + (1 - w) * gt
+
+
+def weight_criterion(judge, w, sr, gt, eps=WC_EPS):
+    """Eq. (4): ``WC(w) = (D(x_{1-w}, x) + eps) / (D(x_w, x) + eps)``, per image.
+
+    Weights that put gt where sr is wrong bring x_w close to x and push x_{1-w} away: high WC.
+
+    Args:
+        judge (nn.Module): D(img, ref) -> (N,) distances.
+        w (Tensor): (N, C, H, W) or (T, N, C, H, W) weights in [0, 1].
+        sr, gt (Tensor): (N, C, H, W).
+    Returns:
+        Tensor: (N,) or (T, N); differentiable in w (and sr).
+    """
+    samples = w.shape[:-4]  # () or (T,)
+    x_w, x_1mw = mix_images(w, sr, gt)
+    images = torch.cat([x_w.reshape(-1, *gt.shape[1:]), x_1mw.reshape(-1, *gt.shape[1:])])
+    refs = gt.expand(2, *samples, *gt.shape).reshape(-1, *gt.shape[1:])
+    distances = judge(images, refs).clamp_min(0)  # one call for both images of every sample
+    d_w, d_1mw = distances.reshape(2, *samples, gt.shape[0])
+    return (d_1mw + eps) / (d_w + eps)
+
+
+@LOSS_REGISTRY.register()
+class TLWLoss(nn.Module):
+    """The SR loss of eq. (13) for T sampled weights w_i with criteria WC_i (both constants):
+
+    - ``form: weighted_sum`` (default): per image ``sum_i WC_i * mean(w_i * err) / sum_i WC_i``, i.e.
+      eq. (13) normalised by ``sum_i WC_i`` so the loss scale does not follow the judge's;
+    - ``form: log_posterior`` (the reference code): per image
+      ``-log(sum_i WC_i * exp(-mean(w_i * err)) / sum_i WC_i)``.
+
+    err is ``|x - x_hat|`` (``base: l1``) or ``(x - x_hat)^2`` with the weights divided by
+    ``|x - x_hat| + mse_offset`` (``base: mse``, section III-D), then averaged over the batch.
+
+    Args:
+        base (str): 'l1' | 'mse'. Default: 'l1'.
+        form (str): 'weighted_sum' | 'log_posterior'. Default: 'weighted_sum'.
+        mse_offset (float): the 0.1 of the MSE weight modification. Default: 0.1.
+        loss_weight (float): multiplier. Default: 1.0.
+    """
+
+    def __init__(self, base='l1', form='weighted_sum', mse_offset=0.1, loss_weight=1.0):
+        super().__init__()
+        check_choice('TLWLoss', 'base', base, ('l1', 'mse'))
+        check_choice('TLWLoss', 'form', form, FORMS)
+        check_number('TLWLoss', 'mse_offset', mse_offset, minimum=0)
+        check_number('TLWLoss', 'loss_weight', loss_weight)
+        if base == 'mse' and mse_offset == 0:
+            raise ValueError("TLWLoss: option 'mse_offset' must be > 0 with base 'mse' (it divides by |e| + offset)")
+        self.base, self.form, self.mse_offset, self.loss_weight = base, form, mse_offset, loss_weight
+
+    def pixel_weights(self, w, error):
+        return w / (error.abs() + self.mse_offset) if self.base == 'mse' else w
+
+    def forward(self, pred, target, weights=None, wc=None):
+        """Args:
+            pred, target (Tensor): (N, C, H, W).
+            weights (Tensor): (T, N, C, H, W) sampled loss weights (detached inside).
+            wc (Tensor): (T, N) their criteria (detached inside).
+        """
+        if weights is None or wc is None:
+            raise ValueError('TLWLoss needs the sampled weights and their criteria, which TLWModel provides: '
+                             'use it as train.pixel_opt of model_type: TLWModel')
+        check_inputs('TLWLoss', pred, target)
+        if weights.dim() != pred.dim() + 1 or weights.shape[1:] != pred.shape or wc.shape != weights.shape[:2]:
+            raise ValueError(f'TLWLoss: expected weights (T, *{tuple(pred.shape)}) and wc (T, {pred.shape[0]}), got '
+                             f'{tuple(weights.shape)} and {tuple(wc.shape)}')
+        pred32, target32 = at_least_float32(pred), at_least_float32(target)
+        weights, wc = weights.detach().to(pred32.dtype), wc.detach().to(pred32.dtype)
+        if not (torch.isfinite(wc).all() and (wc > 0).all()):
+            raise ValueError('TLWLoss: the weight criteria wc must be finite and > 0')
+        with torch.autocast(device_type=pred.device.type, enabled=False):
+            if self.form == 'weighted_sum':
+                share = (wc / wc.sum(dim=0)).view(*wc.shape, 1, 1, 1)
+                combined = (share * weights).sum(dim=0)  # eq. (11), last line: sum_i WC_i w_i, normalised
+                total = weighted_error_sum(pred32, target32, self.base,
+                                           lambda _target, error, _sign: self.pixel_weights(combined, error))
+                loss = total / pred.numel()
+            else:
+                error = pred32 - target32
+                err = error.abs() if self.base == 'l1' else error.square()
+                expected = (self.pixel_weights(weights, error.detach()) * err).mean(dim=(-3, -2, -1))  # (T, N)
+                log_posterior = torch.logsumexp(wc.log() - expected, dim=0) - wc.sum(dim=0).log()
+                loss = -log_posterior.mean()
+        if not torch.isfinite(loss):
+            raise ValueError('TLWLoss: the loss is not finite; check pred, target and the weighting network')
+        return self.loss_weight * loss

@@ -1,0 +1,143 @@
+"""TLWModel: SR training with trainable loss weights (Algorithm 1 of ``trainable_loss_weights_tlw.txt``).
+
+Each iteration (x = gt, y = lq):
+    x_hat = f_theta(y)                                    (one forward, its graph kept for the SR step)
+    w ~ MVB(g_phi(x, x_hat)), one sample; L_phi = -log WC(w)   (eq. 4, 8-9) -> one step of net_w
+    w_1..w_T ~ MVB(g_phi(x, x_hat)) from the updated phi, WC_i of each (no gradient)
+    L_theta = TLWLoss(x_hat, x, w_i, WC_i)                 (eq. 11-13)  -> one step of net_g
+Algorithm 1 runs the SR network twice (without, then with gradient); theta does not change between
+the two, so one forward with gradient gives the same x_hat for both uses.
+
+The ratio k of the weight sum to the image size grows per epoch: ``k = k_span*(1 - exp(-epoch/tau)) + k0``.
+"""
+import math
+from collections import OrderedDict
+
+import torch
+from basicsr.archs import build_network
+from basicsr.models.lr_scheduler import CosineAnnealingRestartLR, MultiStepRestartLR
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from losses_plugin.losses.tlw_judge import build_judge
+from losses_plugin.losses.tlw_loss import WC_EPS, TLWLoss, weight_criterion
+
+K_SCHEDULE = {'k0': 0.3, 'k_span': 0.6, 'tau': 200}  # the paper's (the reference code uses tau 100)
+SCHEDULERS = {'MultiStepLR': MultiStepRestartLR, 'MultiStepRestartLR': MultiStepRestartLR,
+              'CosineAnnealingRestartLR': CosineAnnealingRestartLR}
+
+
+def k_at_epoch(epoch, k0=0.3, k_span=0.6, tau=200):
+    """The TLW paper's k schedule (section IV-A)."""
+    return k_span * (1 - math.exp(-epoch / tau)) + k0
+
+
+@MODEL_REGISTRY.register()
+class TLWModel(SRModel):
+    """SRModel plus the weighting network ``network_w`` (e.g. TLWWeightingNet) trained by EM.
+
+    Options beyond SRModel's (under ``train``):
+        optim_w (dict): the weighting network's optimiser (required).
+        scheduler_w (dict, optional): its scheduler; default: a copy of ``scheduler``.
+        pixel_opt: must be a TLWLoss.
+        tlw (dict, optional): ``judge`` ({type: lpips|ms_ssim|ssim|l1, ...}; default ms_ssim),
+            ``k0``, ``k_span``, ``tau`` (the k schedule; defaults 0.3, 0.6, 200), ``wc_eps`` (1e-3).
+    ``path.pretrain_network_w`` loads a weighting network; ``net_w`` is saved with every checkpoint.
+    """
+
+    def __init__(self, opt):
+        self.epoch = None
+        super().__init__(opt)
+
+    def init_training_settings(self):
+        train_opt = self.opt['train']
+        if 'network_w' not in self.opt:
+            raise ValueError('TLWModel: the option file needs network_w (e.g. {type: TLWWeightingNet})')
+        if 'optim_w' not in train_opt:
+            raise ValueError('TLWModel: train.optim_w (the weighting network\'s optimiser) is missing')
+        tlw_opt = dict(train_opt.get('tlw') or {})
+        unknown = set(tlw_opt) - {'judge', 'wc_eps', *K_SCHEDULE}
+        if unknown:
+            raise ValueError(f"TLWModel: unknown train.tlw option(s) {', '.join(sorted(unknown))}; known: judge, "
+                             f"wc_eps, {', '.join(K_SCHEDULE)}")
+        self.k_schedule = {key: tlw_opt.get(key, default) for key, default in K_SCHEDULE.items()}
+        self.wc_eps = tlw_opt.get('wc_eps', WC_EPS)
+        self.judge = build_judge(tlw_opt.get('judge')).to(self.device)
+
+        self.net_w = self.model_to_device(build_network(self.opt['network_w']))
+        self.print_network(self.net_w)
+        load_path = self.opt['path'].get('pretrain_network_w')
+        if load_path is not None:
+            self.load_network(self.net_w, load_path, self.opt['path'].get('strict_load_w', True),
+                              self.opt['path'].get('param_key_w', 'params'))
+        self.net_w.train()
+        super().init_training_settings()
+        if not isinstance(self.cri_pix, TLWLoss):
+            raise ValueError(f'TLWModel: train.pixel_opt must be a TLWLoss, got {type(self.cri_pix).__name__}')
+
+    def setup_optimizers(self):
+        super().setup_optimizers()
+        optim_opt = dict(self.opt['train']['optim_w'])
+        optim_type = optim_opt.pop('type')
+        self.optimizer_w = self.get_optimizer(optim_type, list(self.net_w.parameters()), **optim_opt)
+        self.optimizers.append(self.optimizer_w)
+
+    def setup_schedulers(self):
+        """``train.scheduler`` for net_g; ``train.scheduler_w`` (default: the same) for net_w."""
+        scheduler_w = dict(self.opt['train'].get('scheduler_w') or self.opt['train']['scheduler'])
+        super().setup_schedulers()  # one scheduler per optimiser, from train.scheduler
+        scheduler_type = scheduler_w.pop('type')
+        if scheduler_type not in SCHEDULERS:
+            raise ValueError(f"TLWModel: train.scheduler_w.type must be one of {', '.join(SCHEDULERS)}, "
+                             f'got {scheduler_type!r}')
+        self.schedulers[-1] = SCHEDULERS[scheduler_type](self.optimizer_w, **scheduler_w)
+
+    def set_epoch(self, epoch):
+        """The training loop of ``basicsr train`` calls this at every iteration; k follows the epoch."""
+        self.epoch = epoch
+
+    def optimize_parameters(self, current_iter):
+        if self.epoch is None:
+            get_root_logger().warning('TLWModel: no epoch was set, so k stays at k0; train with `basicsr train` '
+                                      'from losses_plugin, or call model.set_epoch(epoch) in your loop')
+            self.epoch = 0
+        self.k = k_at_epoch(self.epoch, **self.k_schedule)
+        net_w = self.get_bare_model(self.net_w)
+        net_w.set_k(self.k)
+
+        self.optimizer_g.zero_grad()
+        self.output = self.net_g(self.lq)
+        sr = self.output.detach()
+
+        # E-step helper: one step of the weighting network on -log WC of one sample (eq. 8-9)
+        self.optimizer_w.zero_grad()
+        w = net_w.sample(self.net_w(self.gt, sr), num_samples=1)[0]
+        wc = weight_criterion(self.judge, w, sr, self.gt, self.wc_eps)
+        l_w = -torch.log(wc).mean()
+        l_w.backward()
+        self.optimizer_w.step()
+
+        # M-step: T samples from the updated weighting network weight the SR loss (eq. 11-13)
+        with torch.no_grad():
+            self.weight_mean = self.net_w(self.gt, sr)
+            self.weight_samples = net_w.sample(self.weight_mean)
+            wc_samples = weight_criterion(self.judge, self.weight_samples, sr, self.gt, self.wc_eps)
+        l_pix = self.cri_pix(self.output, self.gt, self.weight_samples, wc_samples)
+        l_pix.backward()
+        self.optimizer_g.step()
+
+        loss_dict = OrderedDict(l_pix=l_pix, l_w=l_w, wc=wc.mean(), k=torch.tensor(self.k, device=l_pix.device))
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def weight_maps(self):
+        """For TensorBoard (Fig. 5 of the paper): the Bernoulli means and one sample of the last iteration."""
+        if getattr(self, 'weight_mean', None) is None:
+            return {}
+        return {'tlw_mean': self.weight_mean, 'tlw_sample': self.weight_samples[0]}
+
+    def save(self, epoch, current_iter):
+        self.save_network(self.net_w, 'net_w', current_iter)
+        super().save(epoch, current_iter)
