@@ -115,6 +115,15 @@ def check_pretrained_paths(opt):
                               'it names first, or set it to ~ to start from scratch')
 
 
+def check_uncertainty_estimator(opt):
+    """UDLModel's stage udl reads the frozen stage-1 network from train.uncertainty_estimator.pretrain_path."""
+    estimator = (opt.get('train') or {}).get('uncertainty_estimator')
+    path = estimator.get('pretrain_path') if isinstance(estimator, dict) else None
+    if path is not None and not os.path.isfile(os.path.expanduser(path)):
+        raise OptionError(f"train.uncertainty_estimator.pretrain_path: '{path}' does not exist (relative to "
+                          f'{os.getcwd()}); train the UDL stage esu first (its net_g checkpoint goes here)')
+
+
 def check_options(opt, is_train, resuming=False):
     """Checks what BasicSR would otherwise report with a traceback; raises :class:`OptionError`.
 
@@ -136,3 +145,5 @@ def check_options(opt, is_train, resuming=False):
     check_dataset_paths(opt)
     if not (resuming or (opt.get('path') or {}).get('resume_state')):
         check_pretrained_paths(opt)
+    if is_train:
+        check_uncertainty_estimator(opt)  # also when resuming: the estimator is not part of checkpoints

@@ -316,8 +316,101 @@ def zhao_experiments(demo):
                experiment(name, 'SRModel', scale, copy.deepcopy(data), srcnn, train, ['rgb', 'zhao'], **freq))
 
 
+# ----------------------------------------------------------------------------------------------
+# TLW (trainable_loss_weights_tlw.txt), Table I: RCAN, VDSR, EDSR at x2/x3/x4 with L1, MSE, L1+TLW and
+# MSE+TLW, trained on T91 + General100 + BSDS200 (prepared together in BasicSR's layout). Optimiser as
+# the reference code (Adam 1e-4, betas 0.5/0.999). Section IV-C: EDSR x4 on DIV2K with L1, L1+TLW and
+# L1-UDL (the paper uses HAT there, which BasicSR lacks).
+TLW_PREPARE = ('put the T91, General100 and BSDS200 images into datasets/TLW_train/HR, then: python '
+               'scripts/prepare_dataset.py --hr datasets/TLW_train/HR --scale {s} --crop-size 240 --step 120 '
+               '--out datasets/TLW_train --name TLW_train')
+RCAN = {'type': 'RCAN', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'num_group': 10, 'num_block': 20,
+        'squeeze_factor': 16, 'upscale': 4, 'res_scale': 1, 'img_range': 255., 'rgb_mean': [0.4488, 0.4371, 0.4040]}
+RCAN_DEMO = dict(RCAN, num_feat=16, num_group=2, num_block=2, squeeze_factor=4)
+VDSR = {'type': 'VDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'num_conv': 20, 'upscale': 4}
+VDSR_DEMO = dict(VDSR, num_feat=32, num_conv=8)
+EDSR_BASELINE = dict(EDSR_L, num_feat=64, num_block=16, res_scale=1)
+TLW_NETS = {'rcan': (RCAN, RCAN_DEMO), 'vdsr': (VDSR, VDSR_DEMO), 'edsr': (EDSR_BASELINE, EDSR_DEMO)}
+TLW_ADAM = {'type': 'Adam', 'lr': 1e-4, 'weight_decay': 0, 'betas': [0.5, 0.999]}
+# the demo's weighting net is narrower: the paper's 64 features cost more than the whole demo EDSR
+WEIGHTING_NET = {'type': 'TLWWeightingNet', 'num_in_ch': 3, 'num_feat': 64, 'k': 0.3, 'temperature': 0.1,
+                 'num_samples': 3}
+
+
+def tlw_loss(base):
+    return {'type': 'TLWLoss', 'base': base, 'form': 'weighted_sum', 'mse_offset': 0.1, 'loss_weight': 1.0}
+
+
+def tlw_train(demo, base, total=None, milestones=None):
+    """TLWModel's train options with base error ``base``, or None's SRModel ones (then ``base`` is the loss)."""
+    lr, default_total, default_milestones = (1e-3, 600, [400]) if demo else (1e-4, 300000, [200000])
+    train = adam_multistep(lr, milestones or default_milestones, total or default_total,
+                           tlw_loss(base) if base in ('l1', 'mse') else base)
+    train['optim_g'] = dict(TLW_ADAM, lr=lr)
+    if base in ('l1', 'mse'):
+        train['optim_w'] = dict(TLW_ADAM)
+        train['tlw'] = {'judge': {'type': 'ms_ssim'} if demo else {'type': 'lpips', 'weights_path': None},
+                        'k0': 0.3, 'k_span': 0.6, 'tau': 200, 'wc_eps': 0.001}
+    return train
+
+
+def tlw_data(scale, demo, dataset='TLW_train'):
+    if demo:
+        return {'train': demo_pair(scale, 16 * scale, 8), 'val': demo_val(scale)}
+    prepare = TLW_PREPARE.format(s=scale) if dataset == 'TLW_train' else DIV2K_PREPARE.format(s=scale)
+    return {'train': lmdb_pair(dataset, f'datasets/{dataset}/{dataset}_HR_sub.lmdb',
+                               f'datasets/{dataset}/{dataset}_LR_bicubic_X{scale}_sub.lmdb', prepare,
+                               {2: 96, 3: 96, 4: 128}[scale], 16),
+            'val': benchmark('Set5', scale), 'val_2': benchmark('Set14', scale)}
+
+
+def tlw_experiment(name, title, scale, demo, net, loss, data):
+    freq = (dict(val_freq=300, print_freq=50, save_freq=300) if demo
+            else dict(val_freq=5000, print_freq=100, save_freq=5000))
+    if loss in ('l1', 'mse'):
+        extra = {'network_w': dict(WEIGHTING_NET, num_feat=16) if demo else WEIGHTING_NET}
+        return experiment(name, 'TLWModel', scale, data, net, tlw_train(demo, loss), [], extra=extra, **freq)
+    return experiment(name, 'SRModel', scale, data, net, tlw_train(demo, loss), [], **freq)
+
+
+def tlw_experiments(demo):
+    losses = {'l1': L1, 'mse': MSE, 'l1_tlw': 'l1', 'mse_tlw': 'mse'}
+    for arch, (full_net, demo_net) in TLW_NETS.items():
+        for scale in (2, 3, 4):
+            net = dict(demo_net if demo else full_net, upscale=scale)
+            for loss_name, loss in losses.items():
+                name = f'tlw_{arch}_x{scale}_{loss_name}'
+                title = f'TLW paper Table I: {arch.upper()} x{scale} with {loss_name.replace("_tlw", "+TLW").upper()}'
+                yield name, title, tlw_experiment(name, title, scale, demo, net, loss, tlw_data(scale, demo))
+
+
+def udl_experiments(demo):
+    scale, net = 4, dict(EDSR_DEMO if demo else EDSR_BASELINE, upscale=4)
+    data = tlw_data(scale, demo, dataset='DIV2K')
+    for loss_name, loss in (('l1', L1), ('l1_tlw', 'l1')):
+        name = f'udl_edsr_x4_{loss_name}'
+        yield (name, f'TLW paper section IV-C on DIV2K: EDSR x4 with {loss_name.replace("_tlw", "+TLW").upper()}',
+               tlw_experiment(name, '', scale, demo, net, loss, copy.deepcopy(data)))
+    uncertainty_net = {'type': 'UncertaintySRNet', 'backbone': net, 'feature_module': 'conv_last', 'num_out_ch': 3,
+                       'num_feat': 64}
+    freq = (dict(val_freq=300, print_freq=50, save_freq=300) if demo
+            else dict(val_freq=5000, print_freq=100, save_freq=5000))
+    esu_total = 300 if demo else 60000  # the paper switches to UDL after 10 of 50 epochs
+    train = tlw_train(demo, {'type': 'UDLLoss', 'stage': 'esu', 'loss_weight': 1.0}, total=esu_total,
+                      milestones=[esu_total])
+    yield ('udl_edsr_x4_esu', 'TLW paper section IV-C: UDL stage 1 (ESU), EDSR x4 with an uncertainty head',
+           experiment('udl_edsr_x4_esu', 'UDLModel', scale, copy.deepcopy(data), uncertainty_net, train, [], **freq))
+    train = tlw_train(demo, {'type': 'UDLLoss', 'stage': 'udl', 'loss_weight': 1.0})
+    train['uncertainty_estimator'] = {
+        'network': uncertainty_net, 'param_key': 'params',
+        'pretrain_path': f'experiments/{"demo_" if demo else ""}udl_edsr_x4_esu/models/net_g_latest.pth'}
+    yield ('udl_edsr_x4_l1_udl', 'TLW paper section IV-C: L1-UDL (stage 2), EDSR x4 weighted by the frozen stage-1 '
+                                 'uncertainty (train udl_edsr_x4_esu first)',
+           experiment('udl_edsr_x4_l1_udl', 'UDLModel', scale, copy.deepcopy(data), net, train, [], **freq))
+
+
 EXPERIMENTS = (edsr_sploss_experiments, rrdb_sploss_experiments, asymmetric_sr_experiments,
-               asymmetric_denoising_experiments, zhao_experiments)
+               asymmetric_denoising_experiments, zhao_experiments, tlw_experiments, udl_experiments)
 
 
 class _PlainDumper(yaml.SafeDumper):

@@ -54,8 +54,9 @@ class MSSSIMJudge(nn.Module):
         if levels == 0:
             raise ValueError(f'TLW judge ms_ssim: images of {tuple(img.shape[-2:])} are smaller than one 11x11 '
                              'window; use larger gt_size or judge type l1')
-        weights = torch.tensor(WANG_WEIGHTS[:levels], dtype=torch.float64)
-        weights = tuple((weights / weights.sum()).tolist())
+        weights = WANG_WEIGHTS
+        if levels < len(WANG_WEIGHTS):  # the levels that fit, rescaled to the five levels' total
+            weights = tuple(w * sum(WANG_WEIGHTS) / sum(WANG_WEIGHTS[:levels]) for w in WANG_WEIGHTS[:levels])
         return 1 - ms_ssim_pyramid(img, ref, weights=weights).mean(dim=1)
 
 

@@ -1,0 +1,109 @@
+"""Cost of one training iteration of our models relative to BasicSR's SRModel + L1Loss with the
+same backbone and batch: median of repeated iterations, timed round-robin (each round runs every
+model once, so a slow spell of the machine hits all alike). Usage:
+
+    python scripts/benchmark_training_step.py [--batch 16 --lr-size 32 --repeats 10 --device cpu --json out.json]
+
+The default is the issues' reference setting: EDSR (64 features, 16 blocks) x4, batch 16 of 32x32 LR.
+"""
+import argparse
+import copy
+import json
+import statistics
+import time
+
+import losses_plugin  # noqa: F401  (first: patches BasicSR and registers our classes)
+
+import torch
+from basicsr.models import build_model
+
+EDSR = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'num_block': 16, 'upscale': 4,
+        'res_scale': 1, 'img_range': 255., 'rgb_mean': [0.4488, 0.4371, 0.4040]}
+ADAM = {'type': 'Adam', 'lr': 1e-4, 'betas': [0.9, 0.99]}
+TLW = {'model_type': 'TLWModel', 'network_w': {'type': 'TLWWeightingNet'},
+       'train': {'pixel_opt': {'type': 'TLWLoss'}, 'optim_w': {'type': 'Adam', 'lr': 1e-4, 'betas': [0.5, 0.999]},
+                 'tlw': {'judge': {'type': 'ms_ssim'}}}}
+
+# name -> (model options merged into the base, note); later models add a row here
+MODELS = {
+    'SRModel + L1Loss': ({'model_type': 'SRModel', 'train': {'pixel_opt': {'type': 'L1Loss'}}}, 'the baseline'),
+    'TLWModel (L1, ms_ssim judge)': (TLW, 'weighting net of 64 features, as the paper'),
+    'TLWModel (L1, ms_ssim judge, 32-feature weighting net)': (
+        dict(TLW, network_w={'type': 'TLWWeightingNet', 'num_feat': 32}), 'a lighter weighting net'),
+    'TLWModel (L1, l1 judge)': (dict(TLW, train=dict(TLW['train'], tlw={'judge': {'type': 'l1'}})),
+                                'the judge\'s share'),
+    'UDLModel (stage esu)': ({'model_type': 'UDLModel', 'network_g': {'type': 'UncertaintySRNet', 'backbone': EDSR},
+                              'train': {'pixel_opt': {'type': 'UDLLoss', 'stage': 'esu'}}}, 'backbone + head'),
+}
+
+
+def merged(base, extra):
+    """``base`` updated by ``extra``, recursively; a dict with a 'type' (a network, a loss) replaces the old one."""
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        nested = isinstance(value, dict) and isinstance(out.get(key), dict) and 'type' not in value
+        out[key] = merged(out[key], value) if nested else copy.deepcopy(value)
+    return out
+
+
+def model_options(extra, device):
+    base = {'name': 'benchmark', 'model_type': 'SRModel', 'scale': 4, 'num_gpu': 1 if device == 'cuda' else 0,
+            'is_train': True, 'dist': False, 'rank': 0, 'world_size': 1, 'network_g': EDSR,
+            'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
+            'train': {'ema_decay': 0, 'optim_g': ADAM, 'scheduler': {'type': 'MultiStepLR', 'milestones': [10 ** 9],
+                                                                      'gamma': 0.5}},
+            'logger': {}}
+    return merged(base, extra)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--batch', type=int, default=16)
+    parser.add_argument('--lr-size', type=int, default=32)
+    parser.add_argument('--repeats', type=int, default=10)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--only', nargs='*', help='model names to time (default: all)')
+    parser.add_argument('--json', help='also write the results here')
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    names = [n for n in MODELS if not args.only or n in args.only or n == 'SRModel + L1Loss']
+    models = {name: build_model(model_options(MODELS[name][0], args.device)) for name in names}
+    lq = torch.rand(args.batch, 3, args.lr_size, args.lr_size)
+    gt = torch.rand(args.batch, 3, 4 * args.lr_size, 4 * args.lr_size)
+    for model in models.values():
+        model.feed_data({'lq': lq, 'gt': gt})
+
+    def step(model):
+        if args.device == 'cuda':
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        model.optimize_parameters(1)
+        if args.device == 'cuda':
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    times = {name: [] for name in models}
+    for round_ in range(args.warmup + args.repeats):
+        for name, model in models.items():
+            elapsed = step(model)
+            if round_ >= args.warmup:
+                times[name].append(elapsed)
+        print(f'round {round_ + 1}/{args.warmup + args.repeats}', flush=True)
+    base = statistics.median(times['SRModel + L1Loss'])
+    print(f'\nEDSR 64x16 x4, batch {args.batch} of {args.lr_size}x{args.lr_size} LR, {args.device}, '
+          f'median of {args.repeats} iterations\n')
+    print('| model | ms per iteration | x SRModel + L1Loss | note |\n| --- | ---: | ---: | --- |')
+    results = {}
+    for name in models:
+        median = statistics.median(times[name])
+        results[name] = {'ms': 1000 * median, 'ratio': median / base}
+        print(f'| {name} | {1000 * median:.0f} | {median / base:.2f} | {MODELS[name][1]} |')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == '__main__':
+    main()

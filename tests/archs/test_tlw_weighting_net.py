@@ -1,0 +1,47 @@
+"""TLWWeightingNet: layout, FixedSum output, relaxed Bernoulli samples."""
+import pytest
+import torch
+from basicsr.archs import build_network
+
+from losses_plugin.archs.tlw_weighting_arch import relaxed_bernoulli
+
+
+def test_means_sum_to_k_after_the_squash_and_stay_inside_bounds():
+    torch.manual_seed(0)
+    net = build_network({'type': 'TLWWeightingNet', 'num_feat': 8, 'k': 0.3})
+    gt, sr = torch.rand(2, 3, 24, 20), torch.rand(2, 3, 24, 20)
+    mean = net(gt, sr)
+    assert mean.shape == gt.shape
+    # 0.999 * FixedSum + 0.0005: the mean is 0.999 k + 0.0005 per image and channel
+    assert torch.allclose(mean.mean(dim=(-2, -1)), torch.full((2, 3), 0.999 * 0.3 + 0.0005), atol=1e-6)
+    assert mean.min() >= 0.0005 and mean.max() <= 0.9995
+    net.set_k(0.7)
+    assert torch.allclose(net(gt, sr).mean(dim=(-2, -1)), torch.full((2, 3), 0.999 * 0.7 + 0.0005), atol=1e-6)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.kernel_size[0] for c in convs] == [7, 5, 3, 3] and convs[0].in_channels == 6
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 3
+
+
+def test_relaxed_bernoulli_samples_are_near_binary_with_the_right_mean():
+    torch.manual_seed(0)
+    mean = torch.full((1, 1, 200, 200), 0.3)
+    samples = relaxed_bernoulli(mean, temperature=0.1, num_samples=2)
+    assert samples.shape == (2, 1, 1, 200, 200)
+    assert samples.mean().item() == pytest.approx(0.3, abs=0.01)
+    assert ((samples < 0.05) | (samples > 0.95)).float().mean() > 0.8  # t = 0.1: mostly 0 or 1
+    # differentiable in the mean
+    mean = torch.full((1, 1, 8, 8), 0.5, requires_grad=True)
+    relaxed_bernoulli(mean, 0.1, 3).sum().backward()
+    assert torch.isfinite(mean.grad).all() and mean.grad.abs().sum() > 0
+
+
+def test_sample_count_and_temperature_come_from_options():
+    net = build_network({'type': 'TLWWeightingNet', 'num_feat': 4, 'num_samples': 5, 'temperature': 1.0})
+    mean = net(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
+    assert net.sample(mean).shape == (5, 1, 3, 8, 8) and net.sample(mean, 1).shape == (1, 1, 3, 8, 8)
+
+
+@pytest.mark.parametrize('option, value', [('temperature', 0), ('num_samples', 0), ('num_samples', 1.5), ('k', 2)])
+def test_invalid_options_are_clear_errors(option, value):
+    with pytest.raises(ValueError, match=option if option != 'k' else 'FixedSum: k'):
+        build_network({'type': 'TLWWeightingNet', option: value})
