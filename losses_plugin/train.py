@@ -79,25 +79,39 @@ def networks(model):
     return {name: net for name, net in vars(model).items() if name.startswith('net_') and isinstance(net, torch.nn.Module)}
 
 
-def parameter_digest(net):
-    """SHA-256 of a network's state dict (names and raw bytes, in order), DDP/DP wrappers removed."""
+def state_digest(net, kind='parameters'):
+    """SHA-256 of a network's parameters or buffers (names and raw bytes, in state-dict order),
+    DDP/DP wrappers removed."""
     net = getattr(net, 'module', net)
+    names = {name for name, _ in (net.named_parameters() if kind == 'parameters' else net.named_buffers())}
     digest = hashlib.sha256()
     for name, tensor in net.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        if name in names:
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
 def check_ranks_agree(model, opt, logger):
-    """Logs whether every rank holds the same parameters in each ``net_*`` (a collective)."""
-    digests = {name: parameter_digest(net) for name, net in networks(model).items()}
+    """Logs whether every rank holds the same parameters in each ``net_*`` (a collective).
+
+    Buffers are compared too but may differ: BatchNorm running statistics are updated by each
+    rank's last forward pass (DDP re-broadcasts rank 0's at the next one); checkpoints hold rank 0's.
+    """
+    digests = {}
+    for name, net in networks(model).items():
+        digests[name, 'parameters'] = state_digest(net, 'parameters')
+        if any(True for _ in net.buffers()):
+            digests[name, 'buffers'] = state_digest(net, 'buffers')
     gathered = [None] * opt['world_size']
     dist.all_gather_object(gathered, digests)
-    for name in digests:
-        per_rank = [g[name] for g in gathered]
+    for name, kind in digests:
+        per_rank = [g[(name, kind)] for g in gathered]
         if len(set(per_rank)) == 1:
-            logger.info(f'{name} parameters identical on all {len(per_rank)} ranks (sha256 {per_rank[0]})')
+            logger.info(f'{name} {kind} identical on all {len(per_rank)} ranks (sha256 {per_rank[0]})')
+        elif kind == 'buffers':
+            logger.info(f'{name} buffers (e.g. BatchNorm running statistics) differ between ranks, as each rank '
+                        "updates them in its last forward pass; the checkpoint holds rank 0's")
         else:
             logger.error(f'{name} parameters differ between ranks: ' + ', '.join(
                 f'rank {r}: {d}' for r, d in enumerate(per_rank)))
