@@ -165,7 +165,10 @@ def train_pipeline(root_path):
                 f"\n\tWorld size: {opt['world_size']}; batch size per process: {train_loader.batch_size}"
                 f'\n\tIterations per epoch: {iters_per_epoch}; total iterations: {total_iters}.')
 
-    model = build_model(opt)
+    try:
+        model = build_model(opt)
+    except (ValueError, FileNotFoundError) as err:  # option mistakes found by the losses, networks and models
+        raise OptionError(str(err)) from err
     current_iter = 0
     if resume_state:
         model.resume_training(resume_state)

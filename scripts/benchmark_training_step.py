@@ -74,6 +74,8 @@ def main():
     gt = torch.rand(args.batch, 3, 4 * args.lr_size, 4 * args.lr_size)
     for model in models.values():
         model.feed_data({'lq': lq, 'gt': gt})
+        if hasattr(model, 'set_epoch'):
+            model.set_epoch(0)
 
     def step(model):
         if args.device == 'cuda':

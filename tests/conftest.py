@@ -51,10 +51,11 @@ def write_options(opt, path):
     return path
 
 
-def run_cli(args, cwd, launcher=None, check=True, timeout=600):
-    """Runs ``python -m losses_plugin ARGS`` (or under ``launcher``) in ``cwd``; returns the CompletedProcess."""
+def run_cli(args, cwd, launcher=None, check=True, timeout=600, env=None):
+    """Runs ``python -m losses_plugin ARGS`` (or under ``launcher``) in ``cwd``, with extra ``env``
+    variables; returns the CompletedProcess."""
     command = (launcher or [PYTHON]) + ['-m', 'losses_plugin'] + [str(a) for a in args]
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1', **(env or {}))
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f'{" ".join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}')

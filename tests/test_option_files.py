@@ -5,12 +5,33 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
+from basicsr.archs import build_network
 from conftest import PYTHON, REPO
 
 from losses_plugin.options import check_registered_names, read_option_file
 
 OPTION_FILES = sorted((REPO / 'options').rglob('*.yml'))
 DEMO_FILES = sorted((REPO / 'options' / 'demo').glob('*.yml'))
+
+
+def training_signature(path):
+    """What a twin exercises beyond its numbers: model, networks, losses, datasets, degradations."""
+    opt = read_option_file(str(path))
+    losses = {k: (v.get('type'), v.get('base'), v.get('form'), v.get('stage'), v.get('mask'))
+              for k, v in opt['train'].items() if k.endswith('_opt') and isinstance(v, dict)}
+    return repr((opt['model_type'], sorted((k, v['type']) for k, v in opt.items() if k.startswith('network_')),
+                 sorted(losses.items()), opt['datasets']['train']['type'],
+                 [d['type'] for d in opt['datasets']['train'].get('degradations', [])]))
+
+
+def distinct_twins(paths):
+    """One demo twin per training signature (the first by name): the alpha sweep, the TLW scale grid,
+    ... differ only in numbers, which the parsing test above checks for every file."""
+    chosen = {}
+    for path in paths:
+        chosen.setdefault(training_signature(path), path)
+    return sorted(chosen.values())
 
 
 def load_generator():
@@ -46,12 +67,17 @@ def test_full_run_without_data_says_what_to_prepare(path, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('path', DEMO_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize('path', distinct_twins(DEMO_FILES), ids=lambda p: p.stem)
 def test_demo_twin_trains_a_few_iterations(path, demo_data, tmp_path):
     (tmp_path / 'datasets').symlink_to(demo_data.parent)  # the twins read datasets/demo/...
     force = ['train:total_iter=2', 'logger:print_freq=1', 'datasets:train:num_worker_per_gpu=0',
              'datasets:train:dataset_enlarge_ratio=1', 'datasets:train:batch_size_per_gpu=2',
              'path:pretrain_network_g=~']
+    estimator = read_option_file(str(path))['train'].get('uncertainty_estimator')
+    if estimator:  # UDL stage udl: a stage-1 network (random here) stands in for the esu run
+        checkpoint = tmp_path / 'esu.pth'
+        torch.save({'params': build_network(estimator['network']).state_dict()}, checkpoint)
+        force.append(f'train:uncertainty_estimator:pretrain_path={checkpoint}')
     result = subprocess.run([PYTHON, '-m', 'losses_plugin', 'train', '-opt', str(path), '--force_yml', *force],
                             cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]

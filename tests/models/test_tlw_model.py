@@ -150,3 +150,15 @@ def test_udl_stage_esu_then_stage_udl_with_the_frozen_estimator(demo_data, tmp_p
     assert 'iter:       2' in log and 'l_pix' in log
     saved = load_params(tmp_path / 'experiments' / 'udl' / 'models' / 'net_g_latest.pth')
     assert not any(k.startswith('head') for k in saved)  # only the trained EDSR; the estimator is not saved
+
+
+@pytest.mark.slow
+def test_missing_lpips_weights_end_the_cli_with_one_clear_line(demo_data, tmp_path):
+    opt = tlw_options(demo_data, 'lpips', total_iter=1)
+    opt['train']['tlw']['judge'] = {'type': 'lpips'}
+    env_home = tmp_path / 'torch_home'
+    result = run_cli(['train', '-opt', write_options(opt, tmp_path / 'lpips.yml')], cwd=tmp_path, check=False,
+                     env={'TORCH_HOME': str(env_home)})
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith('basicsr train: error: TLW judge lpips: the VGG16 backbone weights') and str(env_home) in last
