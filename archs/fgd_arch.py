@@ -1,0 +1,99 @@
+"""FGDNet: any registered SR backbone trained with the fine-grained dynamic loss
+(``fine_grained_dynamic_loss.txt``, eq. 1-6; no public code exists, this is our reading).
+
+Pixel values in [0, 1] fall into K bins with thresholds ``t_i = i/K`` and anchors ``A_i = (t_i + t_{i+1})/2``
+(eq. 1-2). A head on the backbone's last features predicts, per pixel and channel, logits over the
+K bins; the predicted bin b and an anchor-area size a (in bins, chosen per region by the
+Class-Module) confine the backbone's output sr to the anchor area:
+``out_a = A_b + h * tanh((sr - A_b) / h)``, ``h = a / (2K)``. Training mixes the areas by the
+Class-Module's probabilities; inference takes the most probable area.
+"""
+import torch
+import torch.nn.functional as F
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+
+from losses_plugin.archs.backbone_features import BackboneWithFeatures
+from losses_plugin.archs.class_module_arch import ClassModule
+
+
+def bin_thresholds(num_bins):
+    """Eq. (1) on BasicSR's [0, 1] range: t_i = i/K, i = 0..K."""
+    return torch.arange(num_bins + 1, dtype=torch.float64) / num_bins
+
+
+def bin_anchors(num_bins):
+    """Eq. (2): A_i = (t_i + t_{i+1}) / 2, i = 0..K-1."""
+    t = bin_thresholds(num_bins)
+    return (t[:-1] + t[1:]) / 2
+
+
+def gt_bins(gt, num_bins):
+    """The bin i with t_i <= z < t_{i+1} of each value (1.0 joins the last bin)."""
+    return (gt * num_bins).floor().clamp_(0, num_bins - 1).long()
+
+
+def confine(sr, anchor, area_size, num_bins):
+    """``anchor + h*tanh((sr - anchor)/h)`` with ``h = area_size/(2K)``: inside the area of
+    ``area_size`` bins centred on the anchor's bin, and close to sr near the anchor."""
+    half = area_size / (2 * num_bins)
+    return anchor + half * torch.tanh((sr - anchor) / half)
+
+
+@ARCH_REGISTRY.register()
+class FGDNet(nn.Module):
+    """Args:
+        backbone (dict): a registered SR architecture's options, e.g. ``{type: EDSR, ...}``.
+        feature_module (str): the module whose input features the bin head reads. Default: 'conv_last'.
+        num_bins (int): K. Default: 32.
+        area_sizes (list[int]): odd anchor-area sizes in bins, one per class. Default: (3, 5, 7).
+            One size (``[5]``: the paper's "CS Loss") means a static area and no Class-Module.
+        num_out_ch (int): image channels. Default: 3.
+        class_module (dict): options of :class:`ClassModule` besides ``num_classes``. Default: {}.
+        head_kernel (int): kernel of the bin head's convolution; 1 keeps the added parameters near the
+            paper's +72K for LapSRN. Default: 1.
+    """
+
+    def __init__(self, backbone, feature_module='conv_last', num_bins=32, area_sizes=(3, 5, 7), num_out_ch=3,
+                 class_module=None, head_kernel=1):
+        super().__init__()
+        if not isinstance(num_bins, int) or num_bins < 2:
+            raise ValueError(f"FGDNet: option 'num_bins' must be an integer >= 2, got {num_bins!r}")
+        if not area_sizes or any(not isinstance(a, int) or a < 1 or a % 2 == 0 or a > num_bins for a in area_sizes):
+            raise ValueError(f"FGDNet: option 'area_sizes' must be odd bin counts in 1..{num_bins}, got {area_sizes!r}")
+        self.net = BackboneWithFeatures(backbone, feature_module, owner='FGDNet')
+        if self.net.feature_channels is None:
+            raise ValueError(f"FGDNet: feature_module '{feature_module}' must be a convolution")
+        self.num_bins, self.area_sizes, self.num_out_ch = num_bins, tuple(area_sizes), num_out_ch
+        self.bin_head = nn.Conv2d(self.net.feature_channels, num_out_ch * num_bins, head_kernel,
+                                  padding=head_kernel // 2)
+        self.class_module = None
+        if len(self.area_sizes) > 1:
+            self.class_module = ClassModule(num_classes=len(self.area_sizes), **dict(class_module or {}))
+        self.register_buffer('anchors', bin_anchors(num_bins).float(), persistent=False)
+
+    def forward(self, x, return_all=False):
+        """``forward(lq)`` -> the inference output (most probable area). ``return_all=True`` (training)
+        -> dict: ``out`` (probability-mixed areas), ``sr`` (the backbone's output), ``logits``
+        (N, C, K, H, W), ``probs`` (N, M, h, w, region probabilities or None), ``bins``, ``areas``."""
+        sr, features = self.net(x)
+        logits = self.bin_head(features)
+        if logits.shape[-2:] != sr.shape[-2:]:
+            logits = F.interpolate(logits, size=sr.shape[-2:], mode='nearest')
+        logits = logits.unflatten(1, (self.num_out_ch, self.num_bins))
+        bins = logits.argmax(dim=2)
+        anchor = self.anchors.to(sr.dtype)[bins]
+        probs = self.class_module(x) if self.class_module is not None else None
+        confined = torch.stack([confine(sr, anchor, a, self.num_bins) for a in self.area_sizes], dim=1)
+        if probs is None:
+            out, areas = confined[:, 0], torch.zeros_like(bins[:, 0])
+            mixed = out
+        else:
+            hr_probs = F.interpolate(probs, size=sr.shape[-2:], mode='nearest')
+            areas = hr_probs.argmax(dim=1)
+            out = confined.gather(1, areas[:, None, None].expand(-1, 1, *confined.shape[2:]))[:, 0]
+            mixed = (hr_probs.unsqueeze(2) * confined).sum(dim=1) if return_all else out
+        if not return_all:
+            return out
+        return {'out': mixed, 'inference': out, 'sr': sr, 'logits': logits, 'probs': probs, 'bins': bins,
+                'areas': areas}
