@@ -70,7 +70,7 @@ class FGDNet(nn.Module):
         self.class_module = None
         if len(self.area_sizes) > 1:
             self.class_module = ClassModule(num_classes=len(self.area_sizes), **dict(class_module or {}))
-        self.register_buffer('anchors', bin_anchors(num_bins).float(), persistent=False)
+        # no buffers: under DDP, BasicSR validates on rank 0 alone, and a buffer broadcast would wait for rank 1
 
     def forward(self, x, return_all=False):
         """``forward(lq)`` -> the inference output (most probable area). ``return_all=True`` (training)
@@ -82,7 +82,7 @@ class FGDNet(nn.Module):
             logits = F.interpolate(logits, size=sr.shape[-2:], mode='nearest')
         logits = logits.unflatten(1, (self.num_out_ch, self.num_bins))
         bins = logits.argmax(dim=2)
-        anchor = self.anchors.to(sr.dtype)[bins]
+        anchor = (bins.to(sr.dtype) + 0.5) / self.num_bins  # A_b of eq. (2)
         probs = self.class_module(x) if self.class_module is not None else None
         confined = torch.stack([confine(sr, anchor, a, self.num_bins) for a in self.area_sizes], dim=1)
         if probs is None:

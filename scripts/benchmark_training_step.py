@@ -34,6 +34,12 @@ MODELS = {
                                 'the judge\'s share'),
     'UDLModel (stage esu)': ({'model_type': 'UDLModel', 'network_g': {'type': 'UncertaintySRNet', 'backbone': EDSR},
                               'train': {'pixel_opt': {'type': 'UDLLoss', 'stage': 'esu'}}}, 'backbone + head'),
+    'FGDModel (dynamic areas 3/5/7)': ({'model_type': 'FGDModel', 'network_g': {'type': 'FGDNet', 'backbone': EDSR},
+                                        'train': {'pixel_opt': {'type': 'FineGrainedDynamicLoss'}}},
+                                       'bin head + Class-Module'),
+    'FGDModel (static area 5)': ({'model_type': 'FGDModel',
+                                  'network_g': {'type': 'FGDNet', 'backbone': EDSR, 'area_sizes': [5]},
+                                  'train': {'pixel_opt': {'type': 'FineGrainedDynamicLoss'}}}, 'bin head only'),
 }
 
 
@@ -77,31 +83,41 @@ def main():
         if hasattr(model, 'set_epoch'):
             model.set_epoch(0)
 
-    def step(model):
+    def timed(function):
         if args.device == 'cuda':
             torch.cuda.synchronize()
         start = time.perf_counter()
-        model.optimize_parameters(1)
+        function()
         if args.device == 'cuda':
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
-    times = {name: [] for name in models}
+    @torch.no_grad()
+    def infer(model):
+        net = model.get_bare_model(model.net_g).eval()
+        net(model.lq)
+        net.train()
+
+    times = {name: {'train': [], 'test': []} for name in models}
     for round_ in range(args.warmup + args.repeats):
         for name, model in models.items():
-            elapsed = step(model)
+            elapsed = {'train': timed(lambda: model.optimize_parameters(1)), 'test': timed(lambda: infer(model))}
             if round_ >= args.warmup:
-                times[name].append(elapsed)
+                for kind in elapsed:
+                    times[name][kind].append(elapsed[kind])
         print(f'round {round_ + 1}/{args.warmup + args.repeats}', flush=True)
-    base = statistics.median(times['SRModel + L1Loss'])
+    base = {kind: statistics.median(times['SRModel + L1Loss'][kind]) for kind in ('train', 'test')}
     print(f'\nEDSR 64x16 x4, batch {args.batch} of {args.lr_size}x{args.lr_size} LR, {args.device}, '
           f'median of {args.repeats} iterations\n')
-    print('| model | ms per iteration | x SRModel + L1Loss | note |\n| --- | ---: | ---: | --- |')
+    print('| model | ms per iteration | x SRModel + L1Loss | inference ms | x EDSR | note |\n'
+          '| --- | ---: | ---: | ---: | ---: | --- |')
     results = {}
     for name in models:
-        median = statistics.median(times[name])
-        results[name] = {'ms': 1000 * median, 'ratio': median / base}
-        print(f'| {name} | {1000 * median:.0f} | {median / base:.2f} | {MODELS[name][1]} |')
+        train, test = (statistics.median(times[name][kind]) for kind in ('train', 'test'))
+        results[name] = {'ms': 1000 * train, 'ratio': train / base['train'], 'inference_ms': 1000 * test,
+                         'inference_ratio': test / base['test']}
+        print(f"| {name} | {1000 * train:.0f} | {train / base['train']:.2f} | {1000 * test:.0f} | "
+              f"{test / base['test']:.2f} | {MODELS[name][1]} |")
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(results, f, indent=2)

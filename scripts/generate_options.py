@@ -409,8 +409,57 @@ def udl_experiments(demo):
            experiment('udl_edsr_x4_l1_udl', 'UDLModel', scale, copy.deepcopy(data), net, train, [], **freq))
 
 
+# ----------------------------------------------------------------------------------------------
+# FGD (fine_grained_dynamic_loss.txt), Tables 1-2: LapSRN x2/x3/x4 with L1 (baseline), the static
+# anchor area of 5 bins ("+CS Loss") and the dynamic one ("+FD Loss"); EDSR x4 with and without FGD.
+# DIV2K, 64x64 LR patches, flips, Adam 1e-3 halved every 2e5 iterations (section 3). The paper gives
+# neither the batch size nor alpha/beta: batch 16 and alpha = beta = 0.01 are ours.
+LAPSRN = {'type': 'LapSRN', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'depth': 10, 'upscale': 4}
+LAPSRN_DEMO = dict(LAPSRN, num_feat=16, depth=3)
+FGD_LOSS = {'type': 'FineGrainedDynamicLoss', 'alpha': 0.01, 'beta': 0.01, 'average_weight': 0.0, 'num_bins': 32,
+            'regression_target': 'gt', 'loss_weight': 1.0}
+
+
+def fgd_network(backbone, area_sizes):
+    return {'type': 'FGDNet', 'backbone': backbone, 'feature_module': 'conv_last', 'num_bins': 32,
+            'area_sizes': area_sizes, 'num_out_ch': 3, 'head_kernel': 1}
+
+
+def fgd_experiments(demo):
+    if demo:
+        sched, freq = dict(lr=1e-3, milestones=[400], total=600), dict(val_freq=300, print_freq=50, save_freq=300)
+    else:
+        sched = dict(lr=1e-3, milestones=[200000, 400000], total=600000)
+        freq = dict(val_freq=5000, print_freq=100, save_freq=5000)
+    runs = []
+    for scale in (2, 3, 4):
+        lapsrn = dict(LAPSRN_DEMO if demo else LAPSRN, upscale=scale)
+        runs += [(f'fgd_lapsrn_x{scale}_baseline', f'FGD paper Table 2: LapSRN x{scale} baseline (L1)', scale,
+                  lapsrn, None),
+                 (f'fgd_lapsrn_x{scale}_cs', f'FGD paper Table 1: LapSRN x{scale} + CS loss (static area of 5 bins)',
+                  scale, fgd_network(lapsrn, [5]), FGD_LOSS),
+                 (f'fgd_lapsrn_x{scale}_fgd', f'FGD paper Tables 1-2: LapSRN x{scale} + FD loss (dynamic area 3/5/7)',
+                  scale, fgd_network(lapsrn, [3, 5, 7]), FGD_LOSS)]
+    edsr = dict(EDSR_DEMO if demo else EDSR_BASELINE, upscale=4)
+    runs += [('fgd_edsr_x4_l1', 'FGD paper ("applicable to other networks"): EDSR x4 with L1', 4, edsr, None),
+             ('fgd_edsr_x4_fgd', 'FGD paper: EDSR x4 + FD loss', 4, fgd_network(edsr, [3, 5, 7]), FGD_LOSS)]
+    for name, title, scale, net, loss in runs:
+        if demo:
+            data = {'train': demo_pair(scale, 24 * scale, 8), 'val': demo_val(scale)}
+        else:
+            data = {'train': lmdb_pair('DIV2K', 'datasets/DIV2K/DIV2K_train_HR_sub.lmdb',
+                                       f'datasets/DIV2K/DIV2K_train_LR_bicubic_X{scale}_sub.lmdb',
+                                       DIV2K_PREPARE.format(s=scale), 64 * scale, 16),
+                    'val': benchmark('Set5', scale), 'val_2': benchmark('Set14', scale)}
+            data['train']['use_rot'] = False  # the paper flips only
+        train = adam_multistep(sched['lr'], sched['milestones'], sched['total'], loss or L1)
+        train['optim_g']['betas'] = [0.9, 0.999]
+        yield name, title, experiment(name, 'FGDModel' if loss else 'SRModel', scale, data, net, train, [], **freq)
+
+
 EXPERIMENTS = (edsr_sploss_experiments, rrdb_sploss_experiments, asymmetric_sr_experiments,
-               asymmetric_denoising_experiments, zhao_experiments, tlw_experiments, udl_experiments)
+               asymmetric_denoising_experiments, zhao_experiments, tlw_experiments, udl_experiments,
+               fgd_experiments)
 
 
 class _PlainDumper(yaml.SafeDumper):
