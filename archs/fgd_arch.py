@@ -52,10 +52,15 @@ class FGDNet(nn.Module):
         class_module (dict): options of :class:`ClassModule` besides ``num_classes``. Default: {}.
         head_kernel (int): kernel of the bin head's convolution; 1 keeps the added parameters near the
             paper's +72K for LapSRN. Default: 1.
+        bin_prior (float): ours: the head's logits are added to ``-bin_prior * d^2``, d the distance
+            in bins from each anchor to the backbone's own (detached) output, so the predicted bin starts
+            at the regression's bin and the head learns where the truth lies elsewhere. Without it (0) a
+            fresh head scatters the bins and confines the output far from the truth until the head has
+            learnt what the regression already knows. Default: 4.0.
     """
 
     def __init__(self, backbone, feature_module='conv_last', num_bins=32, area_sizes=(3, 5, 7), num_out_ch=3,
-                 class_module=None, head_kernel=1):
+                 class_module=None, head_kernel=1, bin_prior=4.0):
         super().__init__()
         if not isinstance(num_bins, int) or num_bins < 2:
             raise ValueError(f"FGDNet: option 'num_bins' must be an integer >= 2, got {num_bins!r}")
@@ -64,7 +69,10 @@ class FGDNet(nn.Module):
         self.net = BackboneWithFeatures(backbone, feature_module, owner='FGDNet')
         if self.net.feature_channels is None:
             raise ValueError(f"FGDNet: feature_module '{feature_module}' must be a convolution")
+        if isinstance(bin_prior, bool) or not isinstance(bin_prior, (int, float)) or bin_prior < 0:
+            raise ValueError(f"FGDNet: option 'bin_prior' must be a number >= 0, got {bin_prior!r}")
         self.num_bins, self.area_sizes, self.num_out_ch = num_bins, tuple(area_sizes), num_out_ch
+        self.bin_prior = bin_prior
         self.bin_head = nn.Conv2d(self.net.feature_channels, num_out_ch * num_bins, head_kernel,
                                   padding=head_kernel // 2)
         self.class_module = None
@@ -73,27 +81,40 @@ class FGDNet(nn.Module):
         # no buffers: under DDP, BasicSR validates on rank 0 alone, and a buffer broadcast would wait for rank 1
 
     def forward(self, x, return_all=False):
-        """``forward(lq)`` -> the inference output (most probable area). ``return_all=True`` (training)
-        -> dict: ``out`` (probability-mixed areas), ``sr`` (the backbone's output), ``logits``
-        (N, C, K, H, W), ``probs`` (N, M, h, w, region probabilities or None), ``bins``, ``areas``."""
+        """``forward(lq)`` -> the inference output (most probable area). ``return_all=True`` -> dict:
+        ``out`` (probability-mixed areas, what training uses), ``inference`` (the plain forward's output;
+        None in training mode), ``sr`` (the backbone's output), ``logits``
+        (N, K, C, H, W), ``probs`` (N, M, h, w, region probabilities or None), ``bins``, ``areas``."""
         sr, features = self.net(x)
         logits = self.bin_head(features)
         if logits.shape[-2:] != sr.shape[-2:]:
             logits = F.interpolate(logits, size=sr.shape[-2:], mode='nearest')
-        logits = logits.unflatten(1, (self.num_out_ch, self.num_bins))
-        bins = logits.argmax(dim=2)
+        logits = logits.unflatten(1, (self.num_bins, self.num_out_ch))  # bins on dim 1, as cross_entropy wants
+        if self.bin_prior:
+            # -bin_prior * (k - p)^2 up to -bin_prior * p^2, a per-pixel constant that changes neither the
+            # softmax nor the argmax: one new (N, K, C, H, W) tensor, then in place (in place on the conv's
+            # output view would make autograd copy it back)
+            position = sr.detach().unsqueeze(1) * self.num_bins - 0.5  # sr in bin units, 0 at the first anchor
+            index = torch.arange(self.num_bins, device=sr.device, dtype=logits.dtype).view(1, -1, 1, 1, 1)
+            logits = torch.addcmul(logits, 2 * self.bin_prior * index, position).sub_(self.bin_prior * index.square())
+        bins = logits.argmax(dim=1)
         anchor = (bins.to(sr.dtype) + 0.5) / self.num_bins  # A_b of eq. (2)
         probs = self.class_module(x) if self.class_module is not None else None
-        confined = torch.stack([confine(sr, anchor, a, self.num_bins) for a in self.area_sizes], dim=1)
         if probs is None:
-            out, areas = confined[:, 0], torch.zeros_like(bins[:, 0])
-            mixed = out
+            hr_probs, areas = None, torch.zeros_like(bins[:, 0])
         else:
             hr_probs = F.interpolate(probs, size=sr.shape[-2:], mode='nearest')
             areas = hr_probs.argmax(dim=1)
-            out = confined.gather(1, areas[:, None, None].expand(-1, 1, *confined.shape[2:]))[:, 0]
-            mixed = (hr_probs.unsqueeze(2) * confined).sum(dim=1) if return_all else out
-        if not return_all:
-            return out
-        return {'out': mixed, 'inference': out, 'sr': sr, 'logits': logits, 'probs': probs, 'bins': bins,
+        inference = None
+        if not (return_all and self.training):  # the most probable area, confined in one pass
+            sizes = sr.new_tensor(self.area_sizes)[areas].unsqueeze(1)
+            inference = confine(sr, anchor, sizes, self.num_bins)
+            if not return_all:
+                return inference
+        if hr_probs is None:
+            mixed = confine(sr, anchor, self.area_sizes[0], self.num_bins)
+        else:
+            mixed = sum(hr_probs[:, i:i + 1] * confine(sr, anchor, a, self.num_bins)
+                        for i, a in enumerate(self.area_sizes))
+        return {'out': mixed, 'inference': inference, 'sr': sr, 'logits': logits, 'probs': probs, 'bins': bins,
                 'areas': areas}

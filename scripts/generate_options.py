@@ -413,16 +413,17 @@ def udl_experiments(demo):
 # FGD (fine_grained_dynamic_loss.txt), Tables 1-2: LapSRN x2/x3/x4 with L1 (baseline), the static
 # anchor area of 5 bins ("+CS Loss") and the dynamic one ("+FD Loss"); EDSR x4 with and without FGD.
 # DIV2K, 64x64 LR patches, flips, Adam 1e-3 halved every 2e5 iterations (section 3). The paper gives
-# neither the batch size nor alpha/beta: batch 16 and alpha = beta = 0.01 are ours.
+# neither the batch size nor alpha/beta: batch 16, alpha = 0.1 and beta = 0.01 are ours, as are the
+# bin prior and the L1 term on the unconfined output (see the README).
 LAPSRN = {'type': 'LapSRN', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'depth': 10, 'upscale': 4}
 LAPSRN_DEMO = dict(LAPSRN, num_feat=16, depth=3)
-FGD_LOSS = {'type': 'FineGrainedDynamicLoss', 'alpha': 0.01, 'beta': 0.01, 'average_weight': 0.0, 'num_bins': 32,
-            'regression_target': 'gt', 'loss_weight': 1.0}
+FGD_LOSS = {'type': 'FineGrainedDynamicLoss', 'alpha': 0.1, 'beta': 0.01, 'average_weight': 0.0, 'num_bins': 32,
+            'regression_target': 'gt', 'sr_weight': 1.0, 'loss_weight': 1.0}
 
 
 def fgd_network(backbone, area_sizes):
     return {'type': 'FGDNet', 'backbone': backbone, 'feature_module': 'conv_last', 'num_bins': 32,
-            'area_sizes': area_sizes, 'num_out_ch': 3, 'head_kernel': 1}
+            'area_sizes': area_sizes, 'num_out_ch': 3, 'head_kernel': 1, 'bin_prior': 4.0}
 
 
 def fgd_experiments(demo):

@@ -1,13 +1,14 @@
 """The fine-grained dynamic loss, eq. (3)-(6) of ``fine_grained_dynamic_loss.txt`` (our reading;
 see :mod:`losses_plugin.archs.fgd_arch` for the bins, anchors and areas):
 
-    L = L_r + mean(alpha * L_c1 + beta * L_c2)  (+ average_weight * L_avg)
+    L = L_r + mean(alpha * L_c1 + beta * L_c2)  (+ average_weight * L_avg + sr_weight * L_sr)
 
 - L_r (eq. 5): ``mean|out - target|``; target = gt (``regression_target: gt``, default) or the gt
   anchor (``anchor``, eq. 5 literally: it caps the output at bin centres);
 - L_c1 (eq. 3): cross-entropy of the bin logits to the gt bin, per pixel and channel;
 - L_c2 (eq. 4, ClassSR's class loss): ``-sum_{i<j} |P_i - P_j|`` per region, lowest for one-hot P;
-- L_avg (ClassSR's average loss, optional): ``sum_i |mean_regions(P_i) - 1/M|``, keeps every area in use.
+- L_avg (ClassSR's average loss, optional): ``sum_i |mean_regions(P_i) - 1/M|``, keeps every area in use;
+- L_sr (ours, optional): ``mean|sr - target|`` on the backbone's unconfined output.
 """
 import torch
 import torch.nn.functional as F
@@ -34,61 +35,70 @@ def average_loss(probs):
 @LOSS_REGISTRY.register()
 class FineGrainedDynamicLoss(nn.Module):
     """Args:
-        alpha (float): weight of the bin classification L_c1. Default: 0.01.
+        alpha (float): weight of the bin classification L_c1. Default: 0.1.
         beta (float): weight of the area classification L_c2. Default: 0.01.
         average_weight (float): weight of ClassSR's average loss (0: off). Default: 0.
         num_bins (int): K, as FGDNet's. Default: 32.
         regression_target (str): 'gt' | 'anchor'. Default: 'gt'.
+        sr_weight (float): weight of an L1 term on the backbone's unconfined output (ours, not the
+            paper's; 0 is the literal eq. 6). Where the predicted bin is far from the truth, tanh
+            saturates and the confined output passes no regression gradient to the backbone; early in
+            training that is most pixels. Default: 1.0.
         loss_weight (float): multiplier of the total. Default: 1.0.
     """
 
-    def __init__(self, alpha=0.01, beta=0.01, average_weight=0.0, num_bins=32, regression_target='gt',
-                 loss_weight=1.0):
+    def __init__(self, alpha=0.1, beta=0.01, average_weight=0.0, num_bins=32, regression_target='gt',
+                 sr_weight=1.0, loss_weight=1.0):
         super().__init__()
         name = 'FineGrainedDynamicLoss'
-        for option, value in (('alpha', alpha), ('beta', beta), ('average_weight', average_weight)):
+        for option, value in (('alpha', alpha), ('beta', beta), ('average_weight', average_weight),
+                              ('sr_weight', sr_weight)):
             check_number(name, option, value, minimum=0)
         check_number(name, 'loss_weight', loss_weight)
         check_choice(name, 'regression_target', regression_target, TARGETS)
         if not isinstance(num_bins, int) or num_bins < 2:
             raise ValueError(f"{name}: option 'num_bins' must be an integer >= 2, got {num_bins!r}")
-        self.alpha, self.beta, self.average_weight = alpha, beta, average_weight
+        self.alpha, self.beta, self.average_weight, self.sr_weight = alpha, beta, average_weight, sr_weight
         self.num_bins, self.regression_target, self.loss_weight = num_bins, regression_target, loss_weight
 
-    def terms(self, out, target, logits, probs=None):
-        """Each term of eq. (6), unweighted: ``{'l_r', 'l_c1'[, 'l_c2', 'l_avg']}``.
+    def terms(self, out, target, logits, probs=None, sr=None):
+        """Each term of eq. (6), unweighted: ``{'l_r', 'l_c1'[, 'l_c2', 'l_avg', 'l_sr']}``.
 
         Args:
             out (Tensor): (N, C, H, W) FGDNet's training output.
             target (Tensor): (N, C, H, W) ground truth in [0, 1].
-            logits (Tensor): (N, C, K, H, W) bin logits.
+            logits (Tensor): (N, K, C, H, W) bin logits.
             probs (Tensor, optional): (N, M, h, w) area-class probabilities (None for a static area).
+            sr (Tensor, optional): (N, C, H, W) the backbone's unconfined output (for ``sr_weight``).
         """
         name = 'FineGrainedDynamicLoss'
         check_inputs(name, out, target)
-        if logits.shape != (*target.shape[:2], self.num_bins, *target.shape[2:]):
-            raise ValueError(f'{name}: logits must be (N, C, K={self.num_bins}, H, W) for targets of '
+        if logits.shape != (target.shape[0], self.num_bins, *target.shape[1:]):
+            raise ValueError(f'{name}: logits must be (N, K={self.num_bins}, C, H, W) for targets of '
                              f'{tuple(target.shape)}, got {tuple(logits.shape)}; num_bins must match FGDNet\'s')
         bins = gt_bins(target.detach(), self.num_bins)
+        unconfined = (sr - target).abs().mean() if sr is not None and self.sr_weight else None
         if self.regression_target == 'anchor':
             target = bin_anchors(self.num_bins).to(out)[bins]
         terms = {'l_r': (out - target).abs().mean(),
-                 'l_c1': F.cross_entropy(logits.transpose(1, 2).float(), bins)}  # classes on dim 1
+                 'l_c1': F.cross_entropy(logits.float(), bins)}
         if probs is not None:
             terms['l_c2'] = class_loss(probs)
             if self.average_weight:
                 terms['l_avg'] = average_loss(probs)
+        if unconfined is not None:
+            terms['l_sr'] = unconfined
         return terms
 
     def total(self, terms):
         loss = terms['l_r'] + self.alpha * terms['l_c1'] + self.beta * terms.get('l_c2', 0)
-        loss = loss + self.average_weight * terms.get('l_avg', 0)
+        loss = loss + self.average_weight * terms.get('l_avg', 0) + self.sr_weight * terms.get('l_sr', 0)
         if not torch.isfinite(loss):
             raise ValueError('FineGrainedDynamicLoss: the loss is not finite; check the network output and data')
         return self.loss_weight * loss
 
-    def forward(self, out, target, logits=None, probs=None):
+    def forward(self, out, target, logits=None, probs=None, sr=None):
         if logits is None:
             raise ValueError('FineGrainedDynamicLoss needs the bin logits of FGDNet, which FGDModel provides: '
                              'use model_type: FGDModel with network_g: {type: FGDNet, ...}')
-        return self.total(self.terms(out, target, logits, probs))
+        return self.total(self.terms(out, target, logits, probs, sr))

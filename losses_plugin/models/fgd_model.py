@@ -32,7 +32,7 @@ class FGDModel(SRModel):
         self.optimizer_g.zero_grad()
         results = self.net_g(self.lq, return_all=True)
         self.output = results['out']
-        terms = self.cri_pix.terms(results['out'], self.gt, results['logits'], results['probs'])
+        terms = self.cri_pix.terms(results['out'], self.gt, results['logits'], results['probs'], results['sr'])
         l_total = self.cri_pix.total(terms)
         l_total.backward()
         self.optimizer_g.step()

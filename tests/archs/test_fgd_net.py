@@ -43,7 +43,7 @@ def test_fgdnet_wraps_backbones_and_its_output_stays_inside_the_chosen_area(name
     anchors = bin_anchors(32).float()[results['bins']]
     half_area = torch.tensor([3, 5, 7]).float()[results['areas']][:, None] / 64
     assert ((out - anchors).abs() <= half_area + 1e-6).all()
-    assert torch.equal(results['bins'], results['logits'].argmax(dim=2))
+    assert torch.equal(results['bins'], results['logits'].argmax(dim=1))
 
 
 def test_training_output_mixes_the_areas_by_the_class_probabilities():
@@ -72,7 +72,7 @@ def test_gradient_reaches_backbone_bin_head_and_class_module():
 def test_static_area_has_no_class_module():
     net = build_network({'type': 'FGDNet', 'backbone': EDSR, 'area_sizes': [5]})
     assert net.class_module is None and not any('class_module' in k for k in net.state_dict())
-    results = net(torch.rand(1, 3, 8, 8), return_all=True)
+    results = net.eval()(torch.rand(1, 3, 8, 8), return_all=True)
     assert results['probs'] is None and torch.equal(results['out'], results['inference'])
 
 
@@ -107,3 +107,16 @@ def test_lapsrn_scales_and_starts_from_bilinear_images(scale):
 def test_invalid_fgdnet_options_are_clear_errors(options, match):
     with pytest.raises(ValueError, match=match):
         build_network({'type': 'FGDNet', 'backbone': EDSR, **options})
+
+
+def test_bin_prior_starts_the_bins_at_the_regressions_own_bin():
+    torch.manual_seed(0)
+    net = build_network({'type': 'FGDNet', 'backbone': EDSR, 'bin_prior': 4.0})
+    torch.nn.init.zeros_(net.bin_head.weight)
+    torch.nn.init.zeros_(net.bin_head.bias)
+    results = net.eval()(torch.rand(2, 3, 8, 8), return_all=True)
+    assert torch.equal(results['bins'], gt_bins(results['sr'].detach().clamp(0, 1), 32))
+    # then the output stays within a bin of sr: sr lies inside every area around its own bin
+    assert ((results['inference'] - results['sr'].clamp(0, 1)).abs() <= 1.5 / 32).all()
+    without = build_network({'type': 'FGDNet', 'backbone': EDSR, 'bin_prior': 0})
+    assert not hasattr(without, 'anchors') and without.bin_prior == 0

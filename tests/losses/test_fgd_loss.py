@@ -9,8 +9,8 @@ from losses_plugin.losses.fgd_loss import FineGrainedDynamicLoss, average_loss, 
 
 
 def perfect(gt, num_bins=32, regions=(2, 2)):
-    logits = torch.full((*gt.shape[:2], num_bins, *gt.shape[2:]), -50.0)
-    logits.scatter_(2, gt_bins(gt, num_bins).unsqueeze(2), 50.0)
+    logits = torch.full((gt.shape[0], num_bins, *gt.shape[1:]), -50.0)
+    logits.scatter_(1, gt_bins(gt, num_bins).unsqueeze(1), 50.0)
     probs = torch.zeros(gt.shape[0], 3, *regions)
     probs[:, 1] = 1
     return logits, probs
@@ -52,7 +52,7 @@ def test_with_a_perfect_classifier_and_regression_the_loss_is_minimal():
 
 def test_bin_cross_entropy_by_hand():
     gt = torch.tensor([0.1, 0.9]).view(1, 1, 1, 2)  # bins 0 and 1 of K = 2
-    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]]).T.reshape(1, 1, 2, 1, 2)
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]]).T.reshape(1, 2, 1, 1, 2)  # (N, K, C, H, W)
     terms = FineGrainedDynamicLoss(num_bins=2).terms(gt, gt, logits)
     expected = (-math.log(math.exp(2) / (math.exp(2) + 1)) - math.log(math.e / (1 + math.e))) / 2
     assert terms['l_c1'].item() == pytest.approx(expected, rel=1e-6) and 'l_c2' not in terms
@@ -71,9 +71,20 @@ def test_bad_inputs_and_options_are_clear_errors():
     gt = torch.rand(1, 3, 4, 4)
     with pytest.raises(ValueError, match='needs the bin logits of FGDNet.*FGDModel'):
         FineGrainedDynamicLoss()(gt, gt)
-    with pytest.raises(ValueError, match=r'logits must be \(N, C, K=32, H, W\)'):
-        FineGrainedDynamicLoss()(gt, gt, torch.rand(1, 3, 16, 4, 4))
+    with pytest.raises(ValueError, match=r'logits must be \(N, K=32, C, H, W\)'):
+        FineGrainedDynamicLoss()(gt, gt, torch.rand(1, 16, 3, 4, 4))
     with pytest.raises(ValueError, match="option 'regression_target'"):
         FineGrainedDynamicLoss(regression_target='bins')
     with pytest.raises(ValueError, match="option 'alpha'"):
         FineGrainedDynamicLoss(alpha=-1)
+
+
+def test_sr_weight_adds_l1_on_the_unconfined_output_and_zero_is_the_literal_loss():
+    torch.manual_seed(0)
+    gt, sr, out = torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4)
+    logits, probs = perfect(gt, regions=(1, 1))
+    literal = FineGrainedDynamicLoss(sr_weight=0)
+    ours = FineGrainedDynamicLoss(sr_weight=0.5)
+    assert 'l_sr' not in literal.terms(out, gt, logits, probs, sr)
+    difference = ours(out, gt, logits, probs, sr) - literal(out, gt, logits, probs, sr)
+    assert difference.item() == pytest.approx(0.5 * (sr - gt).abs().mean().item(), rel=1e-6)
