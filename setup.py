@@ -52,6 +52,7 @@ setup(
         'tqdm',
         'piq>=0.8',  # weight-free IQA metrics (MS-SSIM, IW-SSIM, GMSD, FSIM)
         'lpips>=0.1.4',  # the TLW judge (its VGG backbone weights are supplied by the user)
+        'matplotlib',  # the reproduction reports' charts
     ],
     extras_require={'test': ['pytest', 'kornia>=0.9', 'pytorch-msssim>=1.0']},
     entry_points={'console_scripts': ['basicsr = losses_plugin.cli:main']},

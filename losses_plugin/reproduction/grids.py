@@ -1,0 +1,90 @@
+"""Each paper's grid of runs (option files in ``options/`` and ``options/demo/``), which run is the
+baseline of which, the metrics whose direction the paper claims, and the paper's own numbers for
+those rows (typed in from the papers, with their table and test set)."""
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str  # the option file's stem; the demo twin is options/demo/<name>.yml, run 'demo_<name>'
+    label: str
+    baseline: str = None  # the run this one is compared with
+    paper: dict = field(default_factory=dict)  # metric -> the paper's value for this row
+
+
+@dataclass(frozen=True)
+class PaperGrid:
+    key: str
+    title: str
+    source: str  # where the paper's numbers come from
+    claims: dict  # metric -> 'higher' | 'lower': what the paper says the method improves
+    runs: tuple
+
+
+def sploss():
+    table3 = {1: (29.00, 0.8133, 6.1075), 3: (28.63, 0.8128, 5.9905), 4: (28.47, 0.8121, 5.9531),
+              6: (28.19, 0.8104, 5.9058), 8: (27.97, 0.8086, 5.8582), 10: (27.79, 0.8071, 5.8179)}
+    runs = [Run('edsr_l1', 'EDSR, L1', paper={'psnr': 32.48, 'ssim': 0.8988, 'niqe': 7.1441}),
+            Run('edsr_sploss', 'EDSR-SP (alpha 2)', 'edsr_l1', {'psnr': 32.11, 'ssim': 0.8982, 'niqe': 6.8699})]
+    runs += [Run(f'edsr_sploss_alpha{a}', f'EDSR-SP, alpha {a}', 'edsr_l1',
+                 {'psnr': p, 'ssim': s, 'niqe': n}) for a, (p, s, n) in table3.items()]
+    return PaperGrid('sploss', 'SPLoss (Wang et al.), EDSR x4',
+                     'Table 1, Set5 (EDSR, EDSR-SP); Table 3, mean of Set5/Set14/B100/Urban100 with NLSN (alpha sweep)',
+                     {'niqe': 'lower', 'ssim': 'higher'}, tuple(runs))
+
+
+def tlw():
+    table1_x4_set5 = {'edsr': (30.6984, 30.4268, 30.6716, 30.5246), 'rcan': (30.0164, 30.4734, 30.6185, 30.2342),
+                      'vdsr': (30.7434, 30.6993, 30.6993, 30.7785)}
+    runs = []
+    for arch, (l1, mse, l1_tlw, mse_tlw) in table1_x4_set5.items():
+        name = f'tlw_{arch}_x4'
+        runs += [Run(f'{name}_l1', f'{arch.upper()} x4, L1', paper={'psnr': l1}),
+                 Run(f'{name}_mse', f'{arch.upper()} x4, MSE', paper={'psnr': mse}),
+                 Run(f'{name}_l1_tlw', f'{arch.upper()} x4, L1+TLW', f'{name}_l1', {'psnr': l1_tlw}),
+                 Run(f'{name}_mse_tlw', f'{arch.upper()} x4, MSE+TLW', f'{name}_mse', {'psnr': mse_tlw})]
+    runs += [Run('udl_edsr_x4_l1', 'EDSR x4 (DIV2K), L1'),
+             Run('udl_edsr_x4_l1_tlw', 'EDSR x4 (DIV2K), L1+TLW', 'udl_edsr_x4_l1'),
+             Run('udl_edsr_x4_esu', 'EDSR x4 (DIV2K), UDL stage 1 (ESU)'),
+             Run('udl_edsr_x4_l1_udl', 'EDSR x4 (DIV2K), L1-UDL', 'udl_edsr_x4_l1')]
+    return PaperGrid('tlw', 'Trainable loss weights (TLW), x4', 'Table I, x4, Set5 PSNR (section IV-C used HAT: no '
+                     'numbers typed in for the EDSR stand-in)', {'psnr': 'higher'}, tuple(runs))
+
+
+def fgd():
+    runs = []
+    table = {2: (37.76, None, 38.36), 3: (33.92, None, 33.48), 4: (31.65, 32.15, 32.23)}
+    for scale, (baseline, cs, fd) in table.items():
+        name = f'fgd_lapsrn_x{scale}'
+        runs += [Run(f'{name}_baseline', f'LapSRN x{scale}', paper={'psnr': baseline}),
+                 Run(f'{name}_cs', f'LapSRN x{scale} + CS loss', f'{name}_baseline', {'psnr': cs} if cs else {}),
+                 Run(f'{name}_fgd', f'LapSRN x{scale} + FD loss', f'{name}_baseline', {'psnr': fd})]
+    runs += [Run('fgd_edsr_x4_l1', 'EDSR x4, L1'), Run('fgd_edsr_x4_fgd', 'EDSR x4 + FD loss', 'fgd_edsr_x4_l1')]
+    return PaperGrid('fgd', 'Fine-grained dynamic loss (FGD)', 'Table 1 (x4) and Table 2 (x2, x3), Set5 PSNR',
+                     {'psnr': 'higher'}, tuple(runs))
+
+
+def asymmetric():
+    runs = []
+    for prefix, label in (('srcnn_x3', 'SRCNN x3'), ('edsr_x4', 'EDSR x4'), ('dncnn_s25', 'DnCNN sigma 25')):
+        runs += [Run(f'{prefix}_l1', f'{label}, MAE'), Run(f'{prefix}_mse', f'{label}, MSE'),
+                 Run(f'{prefix}_asy_l1', f'{label}, Asy_MAE', f'{prefix}_l1'),
+                 Run(f'{prefix}_asy_mse', f'{label}, Asy_MSE', f'{prefix}_mse')]
+    return PaperGrid('asymmetric', 'Asymmetric grey-value loss', 'the paper tests on ten images of its own: no '
+                     'numbers comparable to a public test set are typed in', {'psnr': 'higher', 'rmse': 'lower'},
+                     tuple(runs))
+
+
+def zhao():
+    runs = []
+    for task, label, losses in (('demosaick', 'demosaicking + denoising', ('l2', 'l1', 'ssim5', 'ssim9', 'msssim', 'mix')),
+                                ('jpeg_q25', 'JPEG q25', ('l2', 'l1', 'msssim', 'mix')),
+                                ('srcnn_x3', 'SR x3', ('l2', 'l1', 'msssim', 'mix'))):
+        for loss in losses:
+            runs.append(Run(f'zhao_{task}_{loss}', f'{label}, {loss}', None if loss == 'l2' else f'zhao_{task}_l2'))
+    return PaperGrid('zhao', 'Zhao et al., loss functions for restoration', 'Table 1 reports its own test set '
+                     '(MIT-Adobe FiveK): no numbers typed in', {'psnr': 'higher', 'ssim': 'higher',
+                                                                 'ms_ssim': 'higher'}, tuple(runs))
+
+
+GRIDS = {grid.key: grid for grid in (sploss(), asymmetric(), zhao(), tlw(), fgd())}

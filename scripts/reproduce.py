@@ -1,0 +1,109 @@
+"""Runs a paper's grid of experiments and writes its report beside the paper's numbers.
+
+    python scripts/reproduce.py --paper sploss|asymmetric|zhao|tlw|fgd --scale demo|full [--force] [--launch]
+
+- ``--scale demo``: trains each run's CPU twin (``options/demo/``) on the bundled demo data, one after
+  the other (finished runs are skipped unless ``--force``; an interrupted one resumes), then reports;
+- ``--scale full``: checks that the prepared datasets exist (and refuses, saying how to prepare
+  them, when they do not), prints the ``torchrun`` command of every run (``--launch`` runs them),
+  then reports on whatever has finished.
+The report goes to ``results/<paper>/<scale>/``: ``report.md`` (every run's final validation
+metrics beside the paper's, each method against its baseline), a bar chart per metric and a crop
+panel of one validation image from every run.
+"""
+import argparse
+import os
+import subprocess
+import sys
+
+import losses_plugin  # noqa: F401  (first: patches BasicSR and registers our classes)
+
+from tqdm import tqdm
+
+from losses_plugin.options import OptionError, check_dataset_paths, read_option_file
+from losses_plugin.reproduction.grids import GRIDS
+from losses_plugin.reproduction.panel import crop_panel
+from losses_plugin.reproduction.report import bar_charts, markdown
+from losses_plugin.reproduction.results import read_final_metrics, run_is_finished
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def option_path(run, scale):
+    return os.path.join(ROOT, 'options', 'demo' if scale == 'demo' else '', f'{run.name}.yml')
+
+
+def train_demo_runs(grid, force):
+    for run in tqdm(grid.runs, desc=f'{grid.key} demo runs', unit='run'):
+        path = option_path(run, 'demo')
+        opt = read_option_file(path)
+        if not force and run_is_finished('.', opt['name'], opt['train']['total_iter']):
+            tqdm.write(f'{run.name}: finished earlier, skipped (--force reruns it)')
+            continue
+        command = [sys.executable, '-m', 'losses_plugin', 'train', '-opt', path]
+        command += [] if force else ['--auto_resume']
+        tqdm.write(f'{run.name}: {" ".join(command)}')
+        if subprocess.run(command).returncode != 0:
+            raise SystemExit(f'{run.name} failed; its log is in experiments/{opt["name"]}/')
+
+
+def full_runs(grid, launch, nproc):
+    commands = []
+    for run in grid.runs:
+        path = option_path(run, 'full')
+        opt = read_option_file(path)
+        try:
+            check_dataset_paths(opt)
+        except OptionError as err:
+            raise SystemExit(f'reproduce.py: {run.name}: {err}') from None
+        commands.append(['torchrun', f'--nproc_per_node={nproc}', '-m', 'losses_plugin', 'train', '-opt',
+                         os.path.relpath(path), '--launcher', 'pytorch', '--auto_resume'])
+    for command in commands:
+        print(' '.join(command))
+        if launch and subprocess.run(command).returncode != 0:
+            raise SystemExit(f'{command[-4]} failed')
+
+
+def collect(grid, scale):
+    results = {}
+    for run in grid.runs:
+        name = read_option_file(option_path(run, scale))['name']
+        metrics = read_final_metrics(os.path.join('tb_logger', name))
+        if metrics:
+            results[run.name] = metrics
+    return results
+
+
+def write_report(grid, scale, out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    results = collect(grid, scale)
+    figures = bar_charts(grid, results, out_dir) if results else []
+    option_dir = os.path.join(ROOT, 'options', 'demo' if scale == 'demo' else '')
+    if crop_panel(grid, option_dir, 'experiments', os.path.join(out_dir, 'panel.png')):
+        figures.append('panel.png')
+    with open(os.path.join(out_dir, 'report.md'), 'w') as f:
+        f.write(markdown(grid, scale, results, figures))
+    print(f'wrote {os.path.join(out_dir, "report.md")} ({len(results)} of {len(grid.runs)} runs have results)')
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--paper', required=True, choices=sorted(GRIDS))
+    parser.add_argument('--scale', required=True, choices=('demo', 'full'))
+    parser.add_argument('--force', action='store_true', help='rerun finished demo runs')
+    parser.add_argument('--launch', action='store_true', help='full scale: run the torchrun commands')
+    parser.add_argument('--nproc', type=int, default=8, help='full scale: processes (GPUs) per run')
+    parser.add_argument('--report-only', action='store_true', help='collect and report without training')
+    parser.add_argument('--out', help='report folder (default results/<paper>/<scale>)')
+    args = parser.parse_args()
+    grid = GRIDS[args.paper]
+    if not args.report_only:
+        if args.scale == 'demo':
+            train_demo_runs(grid, args.force)
+        else:
+            full_runs(grid, args.launch, args.nproc)
+    write_report(grid, args.scale, args.out or os.path.join('results', args.paper, args.scale))
+
+
+if __name__ == '__main__':
+    main()
