@@ -79,8 +79,8 @@ def write_report(grid, scale, out_dir):
     results = collect(grid, scale)
     figures = bar_charts(grid, results, out_dir) if results else []
     option_dir = os.path.join(ROOT, 'options', 'demo' if scale == 'demo' else '')
-    if crop_panel(grid, option_dir, 'experiments', os.path.join(out_dir, 'panel.png')):
-        figures.append('panel.png')
+    if crop_panel(grid, option_dir, 'experiments', os.path.join(out_dir, 'panel.jpg')):
+        figures.append('panel.jpg')
     with open(os.path.join(out_dir, 'report.md'), 'w') as f:
         f.write(markdown(grid, scale, results, figures))
     print(f'wrote {os.path.join(out_dir, "report.md")} ({len(results)} of {len(grid.runs)} runs have results)')

@@ -59,5 +59,5 @@ def crop_panel(grid, option_dir, experiments_dir, out_path, name_prefix=''):
     blank = np.full_like(tiles[0], 255)
     tiles += [blank] * (-len(tiles) % PER_ROW)
     rows = [np.hstack(tiles[i:i + PER_ROW]) for i in range(0, len(tiles), PER_ROW)]
-    cv2.imwrite(out_path, np.vstack(rows))
+    cv2.imwrite(out_path, np.vstack(rows), [cv2.IMWRITE_JPEG_QUALITY, 90])  # photographs: JPEG keeps it small
     return True

@@ -72,11 +72,15 @@ def markdown(grid, scale, results, figures):
     if pairs:
         claims = ', '.join(f'{m} {d}' for m, d in grid.claims.items())
         lines += ['', f'## Each method against its baseline (the paper claims: {claims})', '',
-                  '| method | baseline | set | metric | ours: method - baseline | paper: method - baseline | verdict |',
-                  '| --- | --- | --- | --- | ---: | ---: | --- |']
+                  'Verdict: does our difference go the way the paper claims; last column: does it have the sign '
+                  'of the paper\'s own difference for that row.', '',
+                  '| method | baseline | set | metric | ours: method - baseline | paper: method - baseline | verdict '
+                  '| same sign as the paper\'s row |',
+                  '| --- | --- | --- | --- | ---: | ---: | --- | --- |']
         for run, base, dataset, metric, ours, paper, verdict in pairs:
+            same = '' if paper is None else ('yes' if (ours > 0) == (paper > 0) else 'no')
             lines.append(f'| {run.label} | {base.label} | {dataset} | {metric} | {ours:+.4f} | '
-                         f'{"" if paper is None else f"{paper:+.4f}"} | {verdict} |')
+                         f'{"" if paper is None else f"{paper:+.4f}"} | {verdict} | {same} |')
         held = sum(p[-1] == 'as claimed' for p in pairs)
         lines += ['', f'{held} of {len(pairs)} comparisons go the way the paper claims.']
     if figures:

@@ -47,7 +47,8 @@ def test_report_tables_put_the_papers_numbers_beside_ours_with_verdicts(tmp_path
     assert verdicts == {'psnr': (0.2, 0.5, 'as claimed'), 'niqe': (0.3, -0.5, 'opposite')}
     text = markdown(GRID, 'demo', results, ['psnr.png'])
     assert '| Baseline | DemoVal | 6.0000 | 7.0000 | -1.0000 | 29.00 | 30.00 | -1.0000 |' in text
-    assert '| Method | Baseline | DemoVal | psnr | +0.2000 | +0.5000 | as claimed |' in text
+    assert '| Method | Baseline | DemoVal | psnr | +0.2000 | +0.5000 | as claimed | yes |' in text
+    assert '| Method | Baseline | DemoVal | niqe | +0.3000 | -0.5000 | opposite | no |' in text
     assert '1 of 2 comparisons go the way the paper claims.' in text and 'Never ran' not in text
     assert 'Table 9, Set5' in text and '![psnr](psnr.png)' in text
     written = bar_charts(GRID, results, str(tmp_path))
@@ -71,7 +72,7 @@ def test_report_only_collects_fixture_runs_into_results(tmp_path):
                              '--report-only'], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     report = (tmp_path / 'results' / 'fgd' / 'demo' / 'report.md').read_text()
-    assert '| LapSRN x4 + FD loss | LapSRN x4 | DemoVal | psnr | +0.1000 | +0.5800 | as claimed |' in report
+    assert '| LapSRN x4 + FD loss | LapSRN x4 | DemoVal | psnr | +0.1000 | +0.5800 | as claimed | yes |' in report
     assert (tmp_path / 'results' / 'fgd' / 'demo' / 'psnr.png').is_file()
 
 
