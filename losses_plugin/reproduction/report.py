@@ -10,11 +10,11 @@ LOWER_IS_BETTER = {'niqe', 'rmse', 'gmsd', 'l1_1000', 'l2_1000', 'lpips'}
 
 
 def metric_rows(grid, results):
-    """[(run, dataset, {metric: value})] for the runs with results, in grid order."""
+    """[(run, dataset, {metric: value}, iteration)] for the runs with results, in grid order."""
     rows = []
     for run in grid.runs:
         for dataset, metrics in sorted(results.get(run.name, {}).items()):
-            rows.append((run, dataset, {m: v for m, (v, _) in metrics.items()}))
+            rows.append((run, dataset, {m: v for m, (v, _) in metrics.items()}, max(i for _, i in metrics.values())))
     return rows
 
 
@@ -50,7 +50,7 @@ def fmt(value):
 
 def markdown(grid, scale, results, figures):
     rows = metric_rows(grid, results)
-    metrics = sorted({m for _, _, values in rows for m in values})
+    metrics = sorted({m for _, _, values, _ in rows for m in values})
     lines = [f'# {grid.title}: {scale} scale', '',
              f'Written by `python scripts/reproduce.py --paper {grid.key} --scale {scale}` on '
              f'{datetime.date.today().isoformat()}. Our numbers are the last validation BasicSR logged for each '
@@ -58,12 +58,13 @@ def markdown(grid, scale, results, figures):
              'validation images) our numbers are not comparable with the paper\'s in value, only in direction.', '']
     if not rows:
         return '\n'.join(lines + ['No finished runs yet.', ''])
-    header = ['run', 'validation set']
+    header = ['run', 'validation set', 'iteration']
     for m in metrics:
         header += [m, f'{m} (paper)', f'{m} ours - paper']
-    lines += ['| ' + ' | '.join(header) + ' |', '| ' + ' | '.join(['---', '---'] + ['---:'] * 3 * len(metrics)) + ' |']
-    for run, dataset, values in rows:
-        cells = [run.label, dataset]
+    lines += ['| ' + ' | '.join(header) + ' |',
+              '| ' + ' | '.join(['---', '---', '---:'] + ['---:'] * 3 * len(metrics)) + ' |']
+    for run, dataset, values, iteration in rows:
+        cells = [run.label, dataset, str(iteration)]
         for m in metrics:
             ours, paper = values.get(m), run.paper.get(m)
             cells += [fmt(ours), fmt(paper), fmt(ours - paper) if ours is not None and paper is not None else '']
@@ -96,10 +97,10 @@ def bar_charts(grid, results, out_dir):
 
     rows = metric_rows(grid, results)
     first_set = {}
-    for run, dataset, values in rows:
+    for run, dataset, values, _ in rows:
         first_set.setdefault(run.name, (run, values))
     written = []
-    for metric in sorted({m for _, _, values in rows for m in values}):
+    for metric in sorted({m for _, _, values, _ in rows for m in values}):
         entries = [(run, values[metric]) for run, values in first_set.values() if metric in values]
         fig, ax = plt.subplots(figsize=(max(4, 0.55 * len(entries) + 2), 3.6))
         colours = ['#bbbbbb' if run.baseline is None else '#3b75af' for run, _ in entries]

@@ -46,7 +46,7 @@ def test_report_tables_put_the_papers_numbers_beside_ours_with_verdicts(tmp_path
     verdicts = {p[3]: (round(p[4], 4), round(p[5], 4), p[6]) for p in pairs}
     assert verdicts == {'psnr': (0.2, 0.5, 'as claimed'), 'niqe': (0.3, -0.5, 'opposite')}
     text = markdown(GRID, 'demo', results, ['psnr.png'])
-    assert '| Baseline | DemoVal | 6.0000 | 7.0000 | -1.0000 | 29.00 | 30.00 | -1.0000 |' in text
+    assert '| Baseline | DemoVal | 600 | 6.0000 | 7.0000 | -1.0000 | 29.00 | 30.00 | -1.0000 |' in text
     assert '| Method | Baseline | DemoVal | psnr | +0.2000 | +0.5000 | as claimed | yes |' in text
     assert '| Method | Baseline | DemoVal | niqe | +0.3000 | -0.5000 | opposite | no |' in text
     assert '1 of 2 comparisons go the way the paper claims.' in text and 'Never ran' not in text
