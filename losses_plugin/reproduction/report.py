@@ -35,8 +35,9 @@ def comparisons(grid, results):
                 if metric not in metrics or metric not in base_metrics:
                     continue
                 ours = metrics[metric][0] - base_metrics[metric][0]
-                paper = (run.paper[metric] - base.paper[metric]
-                         if metric in run.paper and metric in base.paper else None)
+                paper_base = base.paper if run.paper_baseline is None else run.paper_baseline
+                paper = (run.paper[metric] - paper_base[metric]
+                         if metric in run.paper and metric in paper_base else None)
                 better = ours > 0 if direction == 'higher' else ours < 0
                 out.append((run, base, dataset, metric, ours, paper, 'as claimed' if better else 'opposite'))
     return out
