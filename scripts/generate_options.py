@@ -110,6 +110,13 @@ def experiment(name, model, scale, datasets, network_g, train, metric_names, val
     return opt
 
 
+def frequencies(demo):
+    """Validation, logging and checkpoint intervals: every 300 iterations of a 600-iteration CPU twin,
+    every 5000 at full scale."""
+    return (dict(val_freq=300, print_freq=50, save_freq=300) if demo
+            else dict(val_freq=5000, print_freq=100, save_freq=5000))
+
+
 def adam_multistep(lr, milestones, total, pixel_opt, ema=0):
     return {'ema_decay': ema, 'optim_g': {'type': 'Adam', 'lr': lr, 'weight_decay': 0, 'betas': [0.9, 0.99]},
             'scheduler': {'type': 'MultiStepLR', 'milestones': milestones, 'gamma': 0.5}, 'total_iter': total,
@@ -139,14 +146,13 @@ def edsr_sploss_experiments(demo):
     if demo:
         data = {'train': demo_pair(scale, 96, 16), 'val': demo_val(scale)}
         net, sched = EDSR_DEMO, dict(lr=1e-3, milestones=[400], total=600)
-        freq = dict(val_freq=300, print_freq=50, save_freq=300)
     else:
         data = {'train': lmdb_pair('DIV2K', 'datasets/DIV2K/DIV2K_train_HR_sub.lmdb',
                                    'datasets/DIV2K/DIV2K_train_LR_bicubic_X4_sub.lmdb', DIV2K_PREPARE.format(s=4),
                                    192, 16),
                 'val': benchmark('Set5', scale), 'val_2': benchmark('Set14', scale)}
         net, sched = EDSR_L, dict(lr=1e-4, milestones=[200000], total=300000)
-        freq = dict(val_freq=5000, print_freq=100, save_freq=5000)
+    freq = frequencies(demo)
     runs = {'edsr_l1': ('EDSR x4 trained with L1 (the SPLoss paper\'s EDSR baseline, Table 1)', L1),
             'edsr_sploss': ('EDSR-SP: EDSR x4 with SPLoss, alpha 2 (Table 1)', sploss(2.0))}
     for alpha in (1, 3, 4, 6, 8, 10):
@@ -205,7 +211,6 @@ def asymmetric_sr_experiments(demo):
             data = {'train': demo_pair(scale, 96 if scale == 4 else 72, 16), 'val': demo_val(scale)}
             net = dict(SRCNN, upscale=scale) if arch == 'srcnn' else EDSR_DEMO
             sched = dict(lr=1e-3, milestones=[400], total=600)
-            freq = dict(val_freq=300, print_freq=50, save_freq=300)
         else:
             data = {'train': lmdb_pair('BSD300', 'datasets/BSD300/BSD300_train_HR_sub.lmdb',
                                        f'datasets/BSD300/BSD300_train_LR_bicubic_X{scale}_sub.lmdb',
@@ -214,7 +219,7 @@ def asymmetric_sr_experiments(demo):
             data['train']['dataset_enlarge_ratio'] = 10
             net = dict(SRCNN, upscale=scale) if arch == 'srcnn' else EDSR_L
             sched = dict(lr=1e-4, milestones=[200000], total=300000)
-            freq = dict(val_freq=5000, print_freq=100, save_freq=5000)
+        freq = frequencies(demo)
         for loss_name, loss in ASYMMETRIC_GRID.items():
             name = f'{arch}_x{scale}_{loss_name}'
             title = f'{arch.upper()} x{scale} with {loss_name} (the asymmetric paper, section 3.2)'
@@ -230,7 +235,6 @@ def asymmetric_denoising_experiments(demo):
                                prepare='python scripts/make_demo_data.py'),
                 'val': noisy('DemoVal', 'datasets/demo/val/HR', {'seed': 0}, prepare='python scripts/make_demo_data.py')}
         net, sched = DNCNN_DEMO, dict(lr=1e-3, milestones=[400], total=600)
-        freq = dict(val_freq=300, print_freq=50, save_freq=300)
     else:
         data = {'train': noisy('DIV2K', 'datasets/DIV2K/DIV2K_train_HR_sub.lmdb',
                                {'gt_size': 40, 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 6,
@@ -238,7 +242,7 @@ def asymmetric_denoising_experiments(demo):
                                backend='lmdb', prepare=DIV2K_PREPARE.format(s=4)),
                 'val': noisy('Set14', 'datasets/Set14/GTmod12', {'seed': 0}, prepare=BENCHMARK_NOTE.format(s=4))}
         net, sched = DNCNN, dict(lr=1e-3, milestones=[30000, 60000], total=90000)
-        freq = dict(val_freq=5000, print_freq=100, save_freq=5000)
+    freq = frequencies(demo)
     for loss_name, loss in ASYMMETRIC_GRID.items():
         name = f'dncnn_s25_{loss_name}'
         title = f'DnCNN colour denoising, sigma 25, with {loss_name} (the asymmetric paper, section 3.3)'
@@ -286,8 +290,7 @@ def zhao_restoration_data(degradations, demo):
 def zhao_experiments(demo):
     sched = dict(lr=1e-3, milestones=[400], total=600) if demo else dict(lr=1e-4, milestones=[100000, 150000],
                                                                          total=200000)
-    freq = (dict(val_freq=300, print_freq=50, save_freq=300) if demo
-            else dict(val_freq=5000, print_freq=100, save_freq=5000))
+    freq = frequencies(demo)
     net = dict(ZHAO_DEMOSAICK, num_feat=32) if demo else ZHAO_DEMOSAICK
     tasks = [('demosaick', 'joint demosaicking + denoising (Bayer RGGB, Foi noise a=0.005 b=0.0001)', BAYER,
               ('l2', 'l1', 'ssim5', 'ssim9', 'msssim', 'mix')),
@@ -364,9 +367,8 @@ def tlw_data(scale, demo, dataset='TLW_train'):
             'val': benchmark('Set5', scale), 'val_2': benchmark('Set14', scale)}
 
 
-def tlw_experiment(name, title, scale, demo, net, loss, data):
-    freq = (dict(val_freq=300, print_freq=50, save_freq=300) if demo
-            else dict(val_freq=5000, print_freq=100, save_freq=5000))
+def tlw_experiment(name, scale, demo, net, loss, data):
+    freq = frequencies(demo)
     if loss in ('l1', 'mse'):
         extra = {'network_w': dict(WEIGHTING_NET, num_feat=16) if demo else WEIGHTING_NET}
         return experiment(name, 'TLWModel', scale, data, net, tlw_train(demo, loss), [], extra=extra, **freq)
@@ -381,7 +383,7 @@ def tlw_experiments(demo):
             for loss_name, loss in losses.items():
                 name = f'tlw_{arch}_x{scale}_{loss_name}'
                 title = f'TLW paper Table I: {arch.upper()} x{scale} with {loss_name.replace("_tlw", "+TLW").upper()}'
-                yield name, title, tlw_experiment(name, title, scale, demo, net, loss, tlw_data(scale, demo))
+                yield name, title, tlw_experiment(name, scale, demo, net, loss, tlw_data(scale, demo))
 
 
 def udl_experiments(demo):
@@ -390,11 +392,10 @@ def udl_experiments(demo):
     for loss_name, loss in (('l1', L1), ('l1_tlw', 'l1')):
         name = f'udl_edsr_x4_{loss_name}'
         yield (name, f'TLW paper section IV-C on DIV2K: EDSR x4 with {loss_name.replace("_tlw", "+TLW").upper()}',
-               tlw_experiment(name, '', scale, demo, net, loss, copy.deepcopy(data)))
+               tlw_experiment(name, scale, demo, net, loss, copy.deepcopy(data)))
     uncertainty_net = {'type': 'UncertaintySRNet', 'backbone': net, 'feature_module': 'conv_last', 'num_out_ch': 3,
                        'num_feat': 64}
-    freq = (dict(val_freq=300, print_freq=50, save_freq=300) if demo
-            else dict(val_freq=5000, print_freq=100, save_freq=5000))
+    freq = frequencies(demo)
     esu_total = 300 if demo else 60000  # the paper switches to UDL after 10 of 50 epochs
     train = tlw_train(demo, {'type': 'UDLLoss', 'stage': 'esu', 'loss_weight': 1.0}, total=esu_total,
                       milestones=[esu_total])
@@ -427,11 +428,9 @@ def fgd_network(backbone, area_sizes):
 
 
 def fgd_experiments(demo):
-    if demo:
-        sched, freq = dict(lr=1e-3, milestones=[400], total=600), dict(val_freq=300, print_freq=50, save_freq=300)
-    else:
-        sched = dict(lr=1e-3, milestones=[200000, 400000], total=600000)
-        freq = dict(val_freq=5000, print_freq=100, save_freq=5000)
+    sched = dict(lr=1e-3, milestones=[400], total=600) if demo else dict(lr=1e-3, milestones=[200000, 400000],
+                                                                        total=600000)
+    freq = frequencies(demo)
     runs = []
     for scale in (2, 3, 4):
         lapsrn = dict(LAPSRN_DEMO if demo else LAPSRN, upscale=scale)
