@@ -32,6 +32,8 @@ class BackboneWithFeatures(nn.Module):
         self.feature_module = feature_module
         module = modules[feature_module]
         self.feature_channels = getattr(module, 'in_channels', None)
+        if self.feature_channels is None:  # the heads on the features are sized by it
+            raise ValueError(f"{owner}: feature_module '{feature_module}' must be a convolution")
         self._features = None
         module.register_forward_pre_hook(self._keep_input)
 

@@ -67,8 +67,6 @@ class FGDNet(nn.Module):
         if not area_sizes or any(not isinstance(a, int) or a < 1 or a % 2 == 0 or a > num_bins for a in area_sizes):
             raise ValueError(f"FGDNet: option 'area_sizes' must be odd bin counts in 1..{num_bins}, got {area_sizes!r}")
         self.net = BackboneWithFeatures(backbone, feature_module, owner='FGDNet')
-        if self.net.feature_channels is None:
-            raise ValueError(f"FGDNet: feature_module '{feature_module}' must be a convolution")
         if isinstance(bin_prior, bool) or not isinstance(bin_prior, (int, float)) or bin_prior < 0:
             raise ValueError(f"FGDNet: option 'bin_prior' must be a number >= 0, got {bin_prior!r}")
         self.num_bins, self.area_sizes, self.num_out_ch = num_bins, tuple(area_sizes), num_out_ch

@@ -24,10 +24,7 @@ class UncertaintySRNet(nn.Module):
     def __init__(self, backbone, feature_module='conv_last', num_out_ch=3, num_feat=64):
         super().__init__()
         self.net = BackboneWithFeatures(backbone, feature_module, owner='UncertaintySRNet')
-        in_ch = self.net.feature_channels
-        if in_ch is None:
-            raise ValueError(f"UncertaintySRNet: feature_module '{feature_module}' must be a convolution")
-        self.head = nn.Sequential(nn.Conv2d(in_ch, num_feat, 3, padding=1), nn.ELU(inplace=True),
+        self.head = nn.Sequential(nn.Conv2d(self.net.feature_channels, num_feat, 3, padding=1), nn.ELU(inplace=True),
                                   nn.Conv2d(num_feat, num_feat, 3, padding=1), nn.ELU(inplace=True),
                                   nn.Conv2d(num_feat, num_out_ch, 3, padding=1))
 
