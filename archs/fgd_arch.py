@@ -28,6 +28,11 @@ def bin_anchors(num_bins):
     return (t[:-1] + t[1:]) / 2
 
 
+def anchor_of(bins, num_bins, dtype=torch.float32):
+    """Eq. (2) for bin indices: the anchor ``(b + 0.5) / K`` of each bin b."""
+    return (bins.to(dtype) + 0.5) / num_bins
+
+
 def gt_bins(gt, num_bins):
     """The bin i with t_i <= z < t_{i+1} of each value (1.0 joins the last bin)."""
     return (gt * num_bins).floor().clamp_(0, num_bins - 1).long()
@@ -96,7 +101,7 @@ class FGDNet(nn.Module):
             index = torch.arange(self.num_bins, device=sr.device, dtype=logits.dtype).view(1, -1, 1, 1, 1)
             logits = torch.addcmul(logits, 2 * self.bin_prior * index, position).sub_(self.bin_prior * index.square())
         bins = logits.argmax(dim=1)
-        anchor = (bins.to(sr.dtype) + 0.5) / self.num_bins  # A_b of eq. (2)
+        anchor = anchor_of(bins, self.num_bins, sr.dtype)
         probs = self.class_module(x) if self.class_module is not None else None
         if probs is None:
             hr_probs, areas = None, torch.zeros_like(bins[:, 0])

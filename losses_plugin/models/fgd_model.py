@@ -7,10 +7,10 @@ BasicSR's own.
 """
 from collections import OrderedDict
 
-import torch
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from losses_plugin.archs.fgd_arch import anchor_of
 from losses_plugin.losses.fgd_loss import FineGrainedDynamicLoss
 
 
@@ -45,7 +45,6 @@ class FGDModel(SRModel):
         """For TensorBoard: the predicted bin (its anchor value), the chosen anchor-area class, |error|."""
         if getattr(self, 'last_maps', None) is None:
             return {}
-        num_bins = self.cri_pix.num_bins
-        return {'fgd_bins': (self.last_maps['bins'].float() + 0.5) / num_bins,
+        return {'fgd_bins': anchor_of(self.last_maps['bins'], self.cri_pix.num_bins),
                 'fgd_areas': self.last_maps['areas'][:, None].float(),
                 'fgd_error': (self.output.detach() - self.gt).abs()}
