@@ -18,6 +18,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from losses_plugin.losses.udl_loss import UDLLoss, udl_weights
+from losses_plugin.options import check_uncertainty_estimator
 
 
 @MODEL_REGISTRY.register()
@@ -41,12 +42,9 @@ class UDLModel(SRModel):
         if not isinstance(opt, dict) or 'network' not in opt or 'pretrain_path' not in opt:
             raise ValueError('UDLModel: stage udl needs train.uncertainty_estimator: {network: <stage-1 network_g>, '
                              'pretrain_path: <stage-1 net_g checkpoint>}')
-        path = os.path.expanduser(opt['pretrain_path'])
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"UDLModel: train.uncertainty_estimator.pretrain_path '{opt['pretrain_path']}' "
-                                    'does not exist; train stage esu first (its net_g checkpoint goes here)')
+        check_uncertainty_estimator(self.opt)  # what the CLI checks first, for BasicSR's own train_pipeline too
         estimator = build_network(copy.deepcopy(opt['network'])).to(self.device)
-        self.load_network(estimator, path, True, opt.get('param_key', 'params'))
+        self.load_network(estimator, os.path.expanduser(opt['pretrain_path']), True, opt.get('param_key', 'params'))
         return estimator.requires_grad_(False).eval()
 
     def optimize_parameters(self, current_iter):
