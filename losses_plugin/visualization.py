@@ -50,7 +50,7 @@ def labelled(img_bgr, text):
     return np.vstack([header, img_bgr])
 
 
-def _to_bgr_uint8(rgb):
+def to_bgr_uint8(rgb):
     """(3, H, W) RGB or (1, H, W) grey in [0, 1] -> HxWx3 BGR uint8."""
     img = (rgb.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR if img.shape[2] == 1 else cv2.COLOR_RGB2BGR)
@@ -65,7 +65,7 @@ def loss_panel(gt, output, loss):
         loss (nn.Module): a loss with ``weight_map(pred, target)``.
     """
     gt4, out4 = gt[None].float(), output[None].float()
-    tiles = [(_to_bgr_uint8(gt), 'GT'), (_to_bgr_uint8(output), 'output'),
-             (_to_bgr_uint8(heat_map((out4 - gt4).abs())[0]), '|error|'),
-             (_to_bgr_uint8(heat_map(loss.weight_map(out4, gt4))[0]), f'{type(loss).__name__} weight map')]
+    tiles = [(to_bgr_uint8(gt), 'GT'), (to_bgr_uint8(output), 'output'),
+             (to_bgr_uint8(heat_map((out4 - gt4).abs())[0]), '|error|'),
+             (to_bgr_uint8(heat_map(loss.weight_map(out4, gt4))[0]), f'{type(loss).__name__} weight map')]
     return np.hstack([labelled(img, text) for img, text in tiles])

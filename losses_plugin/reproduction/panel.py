@@ -11,7 +11,7 @@ from basicsr.losses import build_loss
 
 from losses_plugin.options import read_option_file
 from losses_plugin.trained_network import load_trained_network
-from losses_plugin.visualization import _to_bgr_uint8, heat_map, labelled
+from losses_plugin.visualization import to_bgr_uint8, heat_map, labelled
 
 TILE = 128
 PER_ROW = 5
@@ -43,9 +43,9 @@ def crop_panel(grid, option_dir, experiments_dir, out_path, name_prefix=''):
         lq, run_gt = validation_pair(opt)
         if gt is None:
             gt = centre_crop(run_gt[0])
-            tiles.append(labelled(_to_bgr_uint8(gt), 'ground truth'))
+            tiles.append(labelled(to_bgr_uint8(gt), 'ground truth'))
         output = load_trained_network(opt, weights)(lq).clamp(0, 1)
-        tiles.append(labelled(_to_bgr_uint8(centre_crop(output[0])), run.label[:22]))
+        tiles.append(labelled(to_bgr_uint8(centre_crop(output[0])), run.label[:22]))
         loss_opt = opt['train'].get('pixel_opt', {})
         try:
             loss = build_loss(copy.deepcopy(loss_opt))
@@ -53,7 +53,7 @@ def crop_panel(grid, option_dir, experiments_dir, out_path, name_prefix=''):
             loss = None
         if callable(getattr(loss, 'weight_map', None)) and output.shape == run_gt.shape:
             weight = heat_map(loss.weight_map(output, run_gt))[0]
-            tiles.append(labelled(_to_bgr_uint8(centre_crop(weight)), f'weights: {run.label[:13]}'))
+            tiles.append(labelled(to_bgr_uint8(centre_crop(weight)), f'weights: {run.label[:13]}'))
     if gt is None:
         return False
     blank = np.full_like(tiles[0], 255)
