@@ -22,8 +22,9 @@ DF2K_PREPARE = ('put the DIV2K_train_HR and Flickr2K_HR images into datasets/DF2
                 'scripts/prepare_dataset.py --hr datasets/DF2K/DF2K_HR --scale 4 --out datasets/DF2K --name DF2K_train')
 BSD_PREPARE = ('python scripts/prepare_dataset.py --hr datasets/BSD300/images/train --scale {s} --crop-size 240 '
                '--step 120 --out datasets/BSD300 --name BSD300_train')
-BENCHMARK_NOTE = ('download Set5/Set14 in BasicSR\'s layout (GTmod12 and LRbicx{s} folders) into datasets/, '
-                  'as https://github.com/XPixelGroup/BasicSR/blob/master/docs/DatasetPreparation.md describes')
+BENCHMARK_PREPARE = ('put the original {name} images into datasets/{name}/original, then: python '
+                     'scripts/prepare_benchmark.py --hr datasets/{name}/original --out datasets/{name} (or download '
+                     'BasicSR\'s ready GTmod12 and LRbicx{s} folders, its docs/DatasetPreparation.md)')
 
 
 def lmdb_pair(name, gt, lq, prepare, gt_size, batch, workers=6):
@@ -36,7 +37,7 @@ def lmdb_pair(name, gt, lq, prepare, gt_size, batch, workers=6):
 def benchmark(name, scale):
     return {'name': name, 'type': 'PairedImageDataset', 'dataroot_gt': f'datasets/{name}/GTmod12',
             'dataroot_lq': f'datasets/{name}/LRbicx{scale}', 'io_backend': {'type': 'disk'},
-            'prepare': BENCHMARK_NOTE.format(s=scale)}
+            'prepare': BENCHMARK_PREPARE.format(name=name, s=scale)}
 
 
 def demo_pair(scale, gt_size, batch):
@@ -240,7 +241,8 @@ def asymmetric_denoising_experiments(demo):
                                {'gt_size': 40, 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 6,
                                 'batch_size_per_gpu': 128, 'dataset_enlarge_ratio': 1, 'prefetch_mode': None},
                                backend='lmdb', prepare=DIV2K_PREPARE.format(s=4)),
-                'val': noisy('Set14', 'datasets/Set14/GTmod12', {'seed': 0}, prepare=BENCHMARK_NOTE.format(s=4))}
+                'val': noisy('Set14', 'datasets/Set14/GTmod12', {'seed': 0},
+                             prepare=BENCHMARK_PREPARE.format(name='Set14', s=4))}
         net, sched = DNCNN, dict(lr=1e-3, milestones=[30000, 60000], total=90000)
     freq = frequencies(demo)
     for loss_name, loss in ASYMMETRIC_GRID.items():
@@ -281,7 +283,8 @@ def zhao_restoration_data(degradations, demo):
                       {'gt_size': 96, 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 6,
                        'batch_size_per_gpu': 64, 'dataset_enlarge_ratio': 1, 'prefetch_mode': None},
                       backend='lmdb', prepare=DIV2K_PREPARE.format(s=4))
-        val = noisy('Set14', 'datasets/Set14/GTmod12', {'seed': 0}, prepare=BENCHMARK_NOTE.format(s=4))
+        val = noisy('Set14', 'datasets/Set14/GTmod12', {'seed': 0},
+                    prepare=BENCHMARK_PREPARE.format(name='Set14', s=4))
     for dataset in (train, val):
         dataset['degradations'] = copy.deepcopy(degradations)
     return {'train': train, 'val': val}
@@ -360,9 +363,10 @@ def tlw_train(demo, base, total=None, milestones=None):
 def tlw_data(scale, demo, dataset='TLW_train'):
     if demo:
         return {'train': demo_pair(scale, 16 * scale, 8), 'val': demo_val(scale)}
-    prepare = TLW_PREPARE.format(s=scale) if dataset == 'TLW_train' else DIV2K_PREPARE.format(s=scale)
-    return {'train': lmdb_pair(dataset, f'datasets/{dataset}/{dataset}_HR_sub.lmdb',
-                               f'datasets/{dataset}/{dataset}_LR_bicubic_X{scale}_sub.lmdb', prepare,
+    prepare, prefix = ((TLW_PREPARE.format(s=scale), 'TLW_train') if dataset == 'TLW_train'
+                       else (DIV2K_PREPARE.format(s=scale), 'DIV2K_train'))  # the --name of the prepare command
+    return {'train': lmdb_pair(dataset, f'datasets/{dataset}/{prefix}_HR_sub.lmdb',
+                               f'datasets/{dataset}/{prefix}_LR_bicubic_X{scale}_sub.lmdb', prepare,
                                {2: 96, 3: 96, 4: 128}[scale], 16),
             'val': benchmark('Set5', scale), 'val_2': benchmark('Set14', scale)}
 
