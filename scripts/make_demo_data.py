@@ -17,8 +17,9 @@ import losses_plugin  # noqa: F401  (first: makes BasicSR importable on current 
 import cv2
 import numpy as np
 import skimage.data
-from basicsr.utils.matlab_functions import imresize
 from tqdm import tqdm
+
+from losses_plugin.data.bicubic import bicubic_downscale
 
 SCALES = (2, 3, 4)
 MAX_SIDE = 720  # keeps the demo fast on two CPU cores
@@ -51,12 +52,6 @@ def prepare_hr(rgb):
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
-def bicubic_lr(hr, scale):
-    """MATLAB-compatible bicubic downscaling (BasicSR's ``imresize``), uint8 in and out."""
-    lr = imresize(hr.astype(np.float32) / 255., 1 / scale)
-    return np.clip(np.round(lr * 255.), 0, 255).astype(np.uint8)
-
-
 def build(out_dir, force=False):
     if os.path.isfile(os.path.join(out_dir, COMPLETE_MARK)) and not force:
         print(f'[demo data] {out_dir} already built')
@@ -69,7 +64,7 @@ def build(out_dir, force=False):
         for scale in SCALES:
             lr_dir = os.path.join(out_dir, split, 'LR_bicubic', f'X{scale}')
             os.makedirs(lr_dir, exist_ok=True)
-            cv2.imwrite(os.path.join(lr_dir, f'{name}.png'), bicubic_lr(hr, scale))
+            cv2.imwrite(os.path.join(lr_dir, f'{name}.png'), bicubic_downscale(hr, scale))
     open(os.path.join(out_dir, COMPLETE_MARK), 'w').close()
     print(f'[demo data] wrote {out_dir}')
 

@@ -24,6 +24,7 @@ Examples:
 import argparse
 import os
 import re
+import shutil
 from functools import partial
 from multiprocessing import Pool
 
@@ -33,8 +34,9 @@ import cv2
 import numpy as np
 from basicsr.utils import scandir
 from basicsr.utils.lmdb_util import make_lmdb_from_imgs
-from basicsr.utils.matlab_functions import imresize
 from tqdm import tqdm
+
+from losses_plugin.data.bicubic import bicubic_downscale
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 PNG_COMPRESSION = 3
@@ -54,11 +56,6 @@ def crop_starts(length, crop, step, thresh):
 def lr_stem(name, scale):
     """'0001x4' -> '0001' (DIV2K's LR naming); other names unchanged."""
     return re.sub(rf'x{scale}$', '', os.path.splitext(name)[0])
-
-
-def bicubic_downscale(img, scale):
-    lr = imresize(img.astype(np.float32) / 255., 1 / scale)
-    return np.clip(np.round(lr * 255.), 0, 255).astype(np.uint8)
 
 
 def split_image(hr_path, lr_paths, args):
@@ -98,8 +95,19 @@ def split_image(hr_path, lr_paths, args):
     return index
 
 
-def make_lmdb(folder):
+def make_lmdb(folder, size):
+    """LMDB of a folder of ``size`` x ``size`` sub-images. One already there (the HR one, when scales are
+    prepared one command at a time) is kept if it lists the same images at that size, else rebuilt
+    (BasicSR's writer refuses to overwrite)."""
     names = sorted(scandir(folder, suffix='png'))
+    meta = os.path.join(folder + '.lmdb', 'meta_info.txt')
+    if os.path.isfile(meta):
+        with open(meta) as f:
+            listed = [line.split(' ')[:2] for line in f.read().splitlines()]
+        if [n for n, _ in listed] == names and all(shape.startswith(f'({size},{size},') for _, shape in listed):
+            print(f'{folder}.lmdb is up to date')
+            return
+        shutil.rmtree(folder + '.lmdb')
     make_lmdb_from_imgs(folder, folder + '.lmdb', names, [os.path.splitext(n)[0] for n in names],
                         multiprocessing_read=False)
 
@@ -137,10 +145,11 @@ def main():
     check_args(parser, args)
     args.name = args.name or os.path.basename(os.path.normpath(args.hr))
 
-    os.makedirs(os.path.join(args.out, f'{args.name}_HR_sub'), exist_ok=True)
+    for folder in [f'{args.name}_HR_sub'] + [f'{args.name}_LR_bicubic_X{s}_sub' for s in args.scale]:
+        shutil.rmtree(os.path.join(args.out, folder), ignore_errors=True)  # written whole: no stale sub-images
+        os.makedirs(os.path.join(args.out, folder))
     lr_paths = {}
     for i, scale in enumerate(args.scale):
-        os.makedirs(os.path.join(args.out, f'{args.name}_LR_bicubic_X{scale}_sub'), exist_ok=True)
         if args.lr:
             lr_paths[scale] = index_lr_folder(args.lr[i], scale)
         else:
@@ -154,8 +163,9 @@ def main():
                            total=len(hr_paths), desc='sub-images', unit='img'))
     print(f'{sum(counts)} sub-images from {len(hr_paths)} images')
     if not args.no_lmdb:
-        for folder in [f'{args.name}_HR_sub'] + [f'{args.name}_LR_bicubic_X{s}_sub' for s in args.scale]:
-            make_lmdb(os.path.join(args.out, folder))
+        make_lmdb(os.path.join(args.out, f'{args.name}_HR_sub'), args.crop_size)
+        for scale in args.scale:
+            make_lmdb(os.path.join(args.out, f'{args.name}_LR_bicubic_X{scale}_sub'), args.crop_size // scale)
 
 
 if __name__ == '__main__':

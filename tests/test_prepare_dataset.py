@@ -1,5 +1,8 @@
 """scripts/prepare_dataset.py: sub-images and LMDB that train exactly like the folders."""
+import runpy
+import shlex
 import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -9,7 +12,9 @@ from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.utils.matlab_functions import imresize
 from conftest import PYTHON, REPO, load_params, run_cli, tiny_options, write_options
 
+from losses_plugin.data.bicubic import bicubic_downscale
 from losses_plugin.data.deterministic_sampling import KeySeededDataset
+from losses_plugin.options import read_option_file
 
 pytestmark = pytest.mark.slow
 
@@ -92,3 +97,59 @@ def test_given_lr_folder_with_div2k_names(demo_data, tmp_path):
     assert not (tmp_path / 'out' / 'DIV2K_train_LR_bicubic').exists()  # nothing regenerated
     lr_sub = cv2.imread(str(tmp_path / 'out' / 'DIV2K_train_LR_bicubic_X4_sub' / '0002_s016.png'))
     assert np.array_equal(lr_sub, cv2.imread(str(lr_dir / '0002x4.png'))[66:126, 66:126])
+
+
+def prepare_commands():
+    """{command: the folders the option files read from its output}, from every full option file's `prepare:`."""
+    commands = {}
+    for path in sorted((REPO / 'options').glob('*.yml')):
+        for dataset in read_option_file(str(path))['datasets'].values():
+            text = dataset['prepare']
+            command = text[text.index('python scripts/'):].split(' (or ')[0]
+            commands.setdefault(command, set()).update(
+                dataset[k] for k in ('dataroot_gt', 'dataroot_lq') if dataset.get(k))
+    return commands
+
+
+def test_every_prepare_command_writes_what_its_option_files_read(demo_data, tmp_path, monkeypatch):
+    """Runs each `prepare:` command of options/*.yml on two stand-in photographs in the folders it names."""
+    commands = prepare_commands()
+    monkeypatch.chdir(tmp_path)
+    assert len(commands) >= 10  # DIV2K x2/x3/x4, BSD300 x3/x4, DF2K, TLW x2/x3/x4, Set5, Set14
+    photos = [cv2.imread(str(demo_data / 'train' / 'HR' / f'{name}.png'))[:240, :240] for name in ('astronaut', 'ihc')]
+    for command, dataroots in commands.items():
+        args = shlex.split(command)[1:]
+        hr = tmp_path / args[args.index('--hr') + 1]
+        hr.mkdir(parents=True, exist_ok=True)
+        for i, photo in enumerate(photos, start=1):
+            cv2.imwrite(str(hr / f'{i:04d}.png'), photo)
+        if '--lr' in args:  # DIV2K's own LR folders: 0001x4.png beside HR 0001.png
+            scale = int(args[args.index('--scale') + 1])
+            lr = tmp_path / args[args.index('--lr') + 1]
+            lr.mkdir(parents=True, exist_ok=True)
+            for i, photo in enumerate(photos, start=1):
+                cv2.imwrite(str(lr / f'{i:04d}x{scale}.png'), bicubic_downscale(photo, scale))
+        small = ['--crop-size', '120', '--step', '120', '--workers', '1'] if 'prepare_dataset' in args[0] else []
+        monkeypatch.setattr(sys, 'argv', args + small)  # the script itself, in this process: no start-up cost
+        runpy.run_path(str(REPO / args[0]), run_name='__main__')
+        for root in dataroots:
+            assert (tmp_path / root).is_dir(), f'{command!r} did not write {root}'
+            if root.endswith('.lmdb'):
+                assert (tmp_path / root / 'meta_info.txt').is_file()
+            else:
+                assert len(list((tmp_path / root).iterdir())) == 2
+
+
+def test_benchmark_layout_is_mod12_gt_and_matlab_bicubic_lr(demo_data, tmp_path):
+    hr = tmp_path / 'original'
+    hr.mkdir()
+    photo = cv2.imread(str(demo_data / 'train' / 'HR' / 'astronaut.png'))[:101, :150]
+    cv2.imwrite(str(hr / 'baby.png'), photo)
+    subprocess.run([PYTHON, str(REPO / 'scripts' / 'prepare_benchmark.py'), '--hr', str(hr), '--out',
+                    str(tmp_path / 'Set5'), '--scale', '2', '4'], check=True, capture_output=True)
+    gt = cv2.imread(str(tmp_path / 'Set5' / 'GTmod12' / 'baby.png'))
+    assert np.array_equal(gt, photo[:96, :144])
+    lr = cv2.imread(str(tmp_path / 'Set5' / 'LRbicx4' / 'baby.png'))
+    expected = np.clip(np.round(imresize(photo[:96, :144].astype(np.float32) / 255., 0.25) * 255.), 0, 255)
+    assert np.array_equal(lr, expected.astype(np.uint8)) and lr.shape == (24, 36, 3)
+    assert (tmp_path / 'Set5' / 'LRbicx2' / 'baby.png').is_file() and not (tmp_path / 'Set5' / 'LRbicx3').exists()
