@@ -285,8 +285,9 @@ def zhao_restoration_data(degradations, demo):
                       backend='lmdb', prepare=DIV2K_PREPARE.format(s=4))
         val = noisy('Set14', 'datasets/Set14/GTmod12', {'seed': 0},
                     prepare=BENCHMARK_PREPARE.format(name='Set14', s=4))
-    for dataset in (train, val):
-        dataset['degradations'] = copy.deepcopy(degradations)
+    # section 4.3: training patches whose JPEG blocks are not aligned with the patch; validation images plain
+    train['degradations'] = [dict(d, grid_shift=True) if d['type'] == 'jpeg' else dict(d) for d in degradations]
+    val['degradations'] = copy.deepcopy(degradations)
     return {'train': train, 'val': val}
 
 

@@ -76,13 +76,20 @@ def bayer_noise_demosaic(img, rng, pattern='rggb', noise_a=0.005, noise_b=0.0001
     return bilinear_demosaic(noisy * mask, pattern)
 
 
-def jpeg(img, rng, quality=25):
-    """JPEG compression at ``quality`` (0-100), or at a quality drawn from ``[low, high]`` per image."""
+def jpeg(img, rng, quality=25, grid_shift=False):
+    """JPEG compression at ``quality`` (0-100), or at a quality drawn from ``[low, high]`` per image.
+
+    ``grid_shift``: move JPEG's 8x8 block grid by a random 1-7 pixels in each direction against the
+    image (reflect-padded, compressed, cropped back), as Zhao et al. (section 4.3) cut training patches
+    whose block artifacts are not aligned with the patch.
+    """
     level = quality if np.isscalar(quality) else int(rng.integers(quality[0], quality[1] + 1))
     as_uint8 = np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
-    ok, encoded = cv2.imencode('.jpg', as_uint8, [cv2.IMWRITE_JPEG_QUALITY, int(level)])
-    decoded = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
-    return decoded.reshape(img.shape).astype(np.float32) / 255.
+    dy, dx = (int(d) for d in rng.integers(1, 8, size=2)) if grid_shift else (0, 0)
+    padded = np.pad(as_uint8, ((dy, 0), (dx, 0)) + ((0, 0),) * (img.ndim - 2), mode='reflect')
+    ok, encoded = cv2.imencode('.jpg', padded, [cv2.IMWRITE_JPEG_QUALITY, int(level)])
+    decoded = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED).reshape(padded.shape)
+    return decoded[dy:, dx:].astype(np.float32) / 255.
 
 
 def _check_bayer_noise_demosaic(where, pattern='rggb', noise_a=0.005, noise_b=0.0001, clip=True):
@@ -93,7 +100,9 @@ def _check_bayer_noise_demosaic(where, pattern='rggb', noise_a=0.005, noise_b=0.
             raise ValueError(f'{where}.{name}: expected a number >= 0, got {value!r}')
 
 
-def _check_jpeg(where, quality=25):
+def _check_jpeg(where, quality=25, grid_shift=False):
+    if not isinstance(grid_shift, bool):
+        raise ValueError(f'{where}.grid_shift: expected true or false, got {grid_shift!r}')
     levels = [quality] if np.isscalar(quality) else list(quality)
     if len(levels) not in (1, 2) or not all(isinstance(q, int) and 0 <= q <= 100 for q in levels):
         raise ValueError(f'{where}.quality: expected an integer in [0, 100] or [low, high], got {quality!r}')

@@ -56,10 +56,31 @@ def test_jpeg_matches_opencv_and_degrades_with_lower_quality():
     assert jpeg(grey, RNG, quality=25).shape == grey.shape
 
 
+def block_phase(degraded, img):
+    """Column phase (mod 8) where the error jumps most: where JPEG's 8x8 block boundaries lie."""
+    jumps = np.abs(np.diff(degraded - img, axis=1)).mean(axis=(0, 2))  # jumps[c-1]: between columns c-1, c
+    return int(np.argmax([jumps[p - 1::8].mean() if p else jumps[7::8].mean() for p in range(8)]))
+
+
+def test_jpeg_grid_shift_moves_the_block_boundaries_off_the_patch_grid():
+    """Zhao et al. section 4.3: training patches whose JPEG blocks are not aligned with the patch."""
+    y, x = np.mgrid[0:64, 0:96].astype(np.float32)
+    img = np.stack([0.5 + 0.4 * np.sin(x / 5 + c) * np.cos(y / 7) for c in range(3)], axis=-1)
+    assert block_phase(jpeg(img, RNG, quality=10), img) == 0
+    phases = set()
+    for seed in range(6):
+        shifted = jpeg(img, np.random.default_rng(seed), quality=10, grid_shift=True)
+        assert shifted.shape == img.shape
+        phases.add(block_phase(shifted, img))
+    assert 0 not in phases and len(phases) > 1
+    assert jpeg(img[..., :1], RNG, quality=25, grid_shift=True).shape == (64, 96, 1)
+
+
 @pytest.mark.parametrize('specs, message', [
     ([{'type': 'bayer_noise_demosaic', 'pattern': 'rgbg'}], 'pattern: expected one of rggb'),
     ([{'type': 'bayer_noise_demosaic', 'noise_a': -1}], 'noise_a: expected a number >= 0'),
     ([{'type': 'jpeg', 'quality': 101}], r'quality: expected an integer in \[0, 100\]'),
+    ([{'type': 'jpeg', 'grid_shift': 'yes'}], 'grid_shift: expected true or false'),
 ])
 def test_invalid_options(specs, message):
     with pytest.raises(ValueError, match=message):
