@@ -1,5 +1,6 @@
 """The reproduction harness: collecting BasicSR's logged metrics, the report's tables and verdicts,
-and the full-scale refusal without data; on fixture runs written the way BasicSR writes them."""
+the full-scale refusal without data and its torchrun commands with data; on fixture runs written the way
+BasicSR writes them."""
 import subprocess
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 from conftest import PYTHON, REPO
 from torch.utils.tensorboard import SummaryWriter
 
+from losses_plugin.options import read_option_file
 from losses_plugin.reproduction.grids import GRIDS, PaperGrid, Run
 from losses_plugin.reproduction.report import bar_charts, comparisons, markdown
 from losses_plugin.reproduction.results import read_final_metrics, run_is_finished
@@ -82,3 +84,23 @@ def test_full_scale_without_data_refuses_and_says_how_to_prepare(tmp_path):
     assert result.returncode != 0
     assert "reproduce.py: edsr_l1: datasets.train.dataroot_gt: 'datasets/DIV2K/DIV2K_train_HR_sub.lmdb' does not " \
            'exist' in result.stderr and 'Prepare it with: python scripts/prepare_dataset.py' in result.stderr
+
+
+def test_full_scale_with_prepared_data_prints_one_torchrun_command_per_run(tmp_path):
+    """The datasets' folders exist (empty stand-ins): every run of the grid gets its torchrun line, in grid order."""
+    grid = GRIDS['fgd']
+    for run in grid.runs:
+        for dataset in read_option_file(str(REPO / 'options' / f'{run.name}.yml'))['datasets'].values():
+            for key in ('dataroot_gt', 'dataroot_lq'):
+                if dataset.get(key):
+                    (tmp_path / dataset[key]).mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([PYTHON, str(REPO / 'scripts' / 'reproduce.py'), '--paper', 'fgd', '--scale', 'full',
+                             '--nproc', '4'], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith('torchrun')]
+    assert [line.split(' -opt ')[1].split()[0].rsplit('/', 1)[-1] for line in lines] == \
+        [f'{run.name}.yml' for run in grid.runs]
+    assert all(line.startswith('torchrun --nproc_per_node=4 -m losses_plugin train -opt ') and
+               line.endswith(' --launcher pytorch --auto_resume') for line in lines)
+    assert '(0 of 11 runs have results)' in result.stdout
+    assert (tmp_path / 'results' / 'fgd' / 'full' / 'report.md').read_text().count('No finished runs yet.') == 1
