@@ -6,6 +6,7 @@ MATLAB-compatible bicubic downscaling, BasicSR's ``imresize``), it writes, under
     <name>_LR_bicubic/X<s>/           full LR images (only when made here)
     <name>_HR_sub/  <name>_LR_bicubic_X<s>_sub/          overlapping sub-images (BasicSR's recipe)
     <name>_HR_sub.lmdb  <name>_LR_bicubic_X<s>_sub.lmdb  LMDB with meta_info.txt (basicsr.utils.lmdb_util)
+                                                         and source_sha256.txt (the sub-images it holds)
 
 HR crops are ``--crop-size`` wide every ``--step`` pixels; LR crops are the same regions at
 1/s of the size, so HR and LR sub-images pair by name (``0001_s001.png``). BasicSR's DIV2K
@@ -22,6 +23,7 @@ Examples:
     python scripts/prepare_dataset.py --hr datasets/BSD300/images/train --scale 4 --out datasets/BSD300
 """
 import argparse
+import hashlib
 import os
 import re
 import shutil
@@ -40,6 +42,7 @@ from losses_plugin.data.bicubic import bicubic_downscale
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 PNG_COMPRESSION = 3
+FINGERPRINT = 'source_sha256.txt'  # in each LMDB folder: the sub-images it was made from
 
 
 def crop_starts(length, crop, step, thresh):
@@ -95,21 +98,32 @@ def split_image(hr_path, lr_paths, args):
     return index
 
 
-def make_lmdb(folder, size):
-    """LMDB of a folder of ``size`` x ``size`` sub-images. One already there (the HR one, when scales are
-    prepared one command at a time) is kept if it lists the same images at that size, else rebuilt
-    (BasicSR's writer refuses to overwrite)."""
+def folder_fingerprint(folder, names):
+    """sha256 over the names and bytes of a folder's images: what an LMDB made from it holds."""
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update(name.encode())
+        with open(os.path.join(folder, name), 'rb') as f:
+            digest.update(f.read())
+    return digest.hexdigest()
+
+
+def make_lmdb(folder):
+    """LMDB of a folder of sub-images, with the folder's fingerprint beside its meta_info.txt. One already
+    there (the HR one, when scales are prepared one command at a time) is kept if it was made from the
+    same images, and rebuilt otherwise (BasicSR's writer refuses to overwrite)."""
     names = sorted(scandir(folder, suffix='png'))
-    meta = os.path.join(folder + '.lmdb', 'meta_info.txt')
-    if os.path.isfile(meta):
-        with open(meta) as f:
-            listed = [line.split(' ')[:2] for line in f.read().splitlines()]
-        if [n for n, _ in listed] == names and all(shape.startswith(f'({size},{size},') for _, shape in listed):
-            print(f'{folder}.lmdb is up to date')
-            return
-        shutil.rmtree(folder + '.lmdb')
+    fingerprint, stamp = folder_fingerprint(folder, names), os.path.join(folder + '.lmdb', FINGERPRINT)
+    if os.path.isfile(stamp):
+        with open(stamp) as f:
+            if f.read().strip() == fingerprint:
+                print(f'{folder}.lmdb is up to date')
+                return
+    shutil.rmtree(folder + '.lmdb', ignore_errors=True)
     make_lmdb_from_imgs(folder, folder + '.lmdb', names, [os.path.splitext(n)[0] for n in names],
                         multiprocessing_read=False)
+    with open(stamp, 'w') as f:
+        f.write(fingerprint + '\n')
 
 
 def index_lr_folder(folder, scale):
@@ -163,9 +177,8 @@ def main():
                            total=len(hr_paths), desc='sub-images', unit='img'))
     print(f'{sum(counts)} sub-images from {len(hr_paths)} images')
     if not args.no_lmdb:
-        make_lmdb(os.path.join(args.out, f'{args.name}_HR_sub'), args.crop_size)
-        for scale in args.scale:
-            make_lmdb(os.path.join(args.out, f'{args.name}_LR_bicubic_X{scale}_sub'), args.crop_size // scale)
+        for folder in [f'{args.name}_HR_sub'] + [f'{args.name}_LR_bicubic_X{s}_sub' for s in args.scale]:
+            make_lmdb(os.path.join(args.out, folder))
 
 
 if __name__ == '__main__':

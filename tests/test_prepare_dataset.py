@@ -153,3 +153,29 @@ def test_benchmark_layout_is_mod12_gt_and_matlab_bicubic_lr(demo_data, tmp_path)
     expected = np.clip(np.round(imresize(photo[:96, :144].astype(np.float32) / 255., 0.25) * 255.), 0, 255)
     assert np.array_equal(lr, expected.astype(np.uint8)) and lr.shape == (24, 36, 3)
     assert (tmp_path / 'Set5' / 'LRbicx2' / 'baby.png').is_file() and not (tmp_path / 'Set5' / 'LRbicx3').exists()
+
+
+def test_scales_prepared_one_at_a_time_share_the_hr_lmdb_until_the_images_change(demo_data, tmp_path, monkeypatch,
+                                                                                 capsys):
+    hr = tmp_path / 'HR'
+    hr.mkdir()
+    photo = cv2.imread(str(demo_data / 'train' / 'HR' / 'astronaut.png'))[:240, :240]
+    cv2.imwrite(str(hr / '0001.png'), photo)
+
+    def prepare(scale):
+        monkeypatch.setattr(sys, 'argv', ['prepare_dataset.py', '--hr', str(hr), '--scale', scale, '--out',
+                                          str(tmp_path / 'out'), '--name', 'D', '--crop-size', '120', '--step', '120',
+                                          '--workers', '1'])
+        runpy.run_path(str(REPO / 'scripts' / 'prepare_dataset.py'), run_name='__main__')
+        return capsys.readouterr().out
+
+    prepare('4')
+    assert 'D_HR_sub.lmdb is up to date' in prepare('2')  # BasicSR's writer alone would exit here
+    assert (tmp_path / 'out' / 'D_LR_bicubic_X2_sub.lmdb' / 'meta_info.txt').is_file()
+    cv2.imwrite(str(hr / '0001.png'), 255 - photo)  # same name and size, other pixels
+    assert 'up to date' not in prepare('2')
+    hr_sub = PairedImageDataset({'phase': 'val', 'scale': 2, 'io_backend': {'type': 'lmdb'}, 'filename_tmpl': '{}',
+                                 'dataroot_gt': str(tmp_path / 'out' / 'D_HR_sub.lmdb'),
+                                 'dataroot_lq': str(tmp_path / 'out' / 'D_LR_bicubic_X2_sub.lmdb')})
+    first = hr_sub[0]['gt'].numpy().transpose(1, 2, 0)[..., ::-1]  # RGB CHW [0, 1] -> BGR HWC
+    assert np.allclose(first * 255, (255 - photo)[:120, :120], atol=0.5)

@@ -6,6 +6,12 @@ import os
 
 import numpy as np
 
+SCALE_NOTES = {
+    'demo': 'At demo scale (600 CPU iterations, two small validation images) our numbers are not comparable with '
+            'the paper\'s in value, only in direction.',
+    'full': 'At full scale values compare with the paper\'s where the training data, test set and metric settings '
+            'are the paper\'s (each paper\'s README section says where they differ).',
+}
 LOWER_IS_BETTER = {'niqe', 'rmse', 'gmsd', 'l1_1000', 'l2_1000', 'lpips'}
 
 
@@ -55,8 +61,7 @@ def markdown(grid, scale, results, figures):
     lines = [f'# {grid.title}: {scale} scale', '',
              f'Written by `python scripts/reproduce.py --paper {grid.key} --scale {scale}` on '
              f'{datetime.date.today().isoformat()}. Our numbers are the last validation BasicSR logged for each '
-             f'run; the paper\'s are from {grid.source}. At demo scale (600 CPU iterations, two small '
-             'validation images) our numbers are not comparable with the paper\'s in value, only in direction.', '']
+             f'run; the paper\'s are from {grid.source}. ' + SCALE_NOTES[scale], '']
     if not rows:
         return '\n'.join(lines + ['No finished runs yet.', ''])
     header = ['run', 'validation set', 'iteration']
