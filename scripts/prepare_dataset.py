@@ -153,7 +153,8 @@ def main():
     parser.add_argument('--crop-size', type=int, default=480, help='HR sub-image size (default 480)')
     parser.add_argument('--step', type=int, default=240, help='HR sub-image stride (default 240)')
     parser.add_argument('--thresh-size', type=int, default=0, help='border left out rather than cropped')
-    parser.add_argument('--workers', type=int, default=os.cpu_count(), help='processes (default: all cores)')
+    parser.add_argument('--workers', type=int, default=os.cpu_count(),
+                        help='processes (default: all cores; 1: none besides this one)')
     parser.add_argument('--no-lmdb', action='store_true', help='write the sub-image folders only')
     args = parser.parse_args()
     check_args(parser, args)
@@ -172,9 +173,13 @@ def main():
     hr_paths = sorted(os.path.join(args.hr, n) for n in scandir(args.hr) if n.lower().endswith(IMAGE_SUFFIXES))
     if not hr_paths:
         parser.error(f"no images in '{args.hr}'")
-    with Pool(max(1, args.workers)) as pool:
-        counts = list(tqdm(pool.imap_unordered(partial(split_image, lr_paths=lr_paths, args=args), hr_paths),
-                           total=len(hr_paths), desc='sub-images', unit='img'))
+    split = partial(split_image, lr_paths=lr_paths, args=args)
+    if args.workers > 1:
+        with Pool(args.workers) as pool:
+            counts = list(tqdm(pool.imap_unordered(split, hr_paths), total=len(hr_paths), desc='sub-images',
+                               unit='img'))
+    else:  # in this process: no fork (a multi-threaded caller, such as a test runner, can deadlock in one)
+        counts = [split(path) for path in tqdm(hr_paths, desc='sub-images', unit='img')]
     print(f'{sum(counts)} sub-images from {len(hr_paths)} images')
     if not args.no_lmdb:
         for folder in [f'{args.name}_HR_sub'] + [f'{args.name}_LR_bicubic_X{s}_sub' for s in args.scale]:
