@@ -29,8 +29,12 @@ from losses_plugin.reproduction.results import read_final_metrics, run_is_finish
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def option_dir(scale):
+    return os.path.join(ROOT, 'options', 'demo' if scale == 'demo' else '')
+
+
 def option_path(run, scale):
-    return os.path.join(ROOT, 'options', 'demo' if scale == 'demo' else '', f'{run.name}.yml')
+    return os.path.join(option_dir(scale), f'{run.name}.yml')
 
 
 def train_demo_runs(grid, force):
@@ -78,8 +82,7 @@ def write_report(grid, scale, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     results = collect(grid, scale)
     figures = bar_charts(grid, results, out_dir) if results else []
-    option_dir = os.path.join(ROOT, 'options', 'demo' if scale == 'demo' else '')
-    if crop_panel(grid, option_dir, 'experiments', os.path.join(out_dir, 'panel.jpg')):
+    if crop_panel(grid, option_dir(scale), 'experiments', os.path.join(out_dir, 'panel.jpg')):
         figures.append('panel.jpg')
     with open(os.path.join(out_dir, 'report.md'), 'w') as f:
         f.write(markdown(grid, scale, results, figures))

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
-from losses_plugin.archs.fgd_arch import bin_anchors, gt_bins
+from losses_plugin.archs.fgd_arch import anchor_of, gt_bins
 from losses_plugin.losses.pixel_loss_base import check_choice, check_inputs, check_number
 
 TARGETS = ('gt', 'anchor')
@@ -79,7 +79,7 @@ class FineGrainedDynamicLoss(nn.Module):
         bins = gt_bins(target.detach(), self.num_bins)
         unconfined = (sr - target).abs().mean() if sr is not None and self.sr_weight else None
         if self.regression_target == 'anchor':
-            target = bin_anchors(self.num_bins).to(out)[bins]
+            target = anchor_of(bins, self.num_bins, out.dtype)
         terms = {'l_r': (out - target).abs().mean(),
                  'l_c1': F.cross_entropy(logits.float(), bins)}
         if probs is not None:

@@ -32,7 +32,7 @@ def centre_crop(img, size=TILE):
 
 
 @torch.no_grad()
-def crop_panel(grid, option_dir, experiments_dir, out_path, name_prefix=''):
+def crop_panel(grid, option_dir, experiments_dir, out_path):
     """Writes the panel to ``out_path``; returns False when no run has weights yet."""
     tiles, gt = [], None
     for run in grid.runs:

@@ -96,7 +96,7 @@ def markdown(grid, scale, results, figures):
 
 
 def bar_charts(grid, results, out_dir):
-    """One PNG per metric: every run's value (first validation set), the baseline runs hatched."""
+    """One PNG per metric: every run's value (first validation set), the baseline runs grey."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
