@@ -94,3 +94,74 @@ def test_zhao_demosaick_net_layers():
                                                                               (64, 3, (5, 5))]
     assert sum(isinstance(m, nn.PReLU) for m in net.modules()) == 2
     assert net(torch.rand(2, 3, 31, 31)).shape == (2, 3, 31, 31)
+
+
+# ------------------------------------------------------------------ Bayer layout, read from the name
+@pytest.mark.parametrize('pattern', ['rggb', 'bggr', 'grbg', 'gbrg'])
+def test_bayer_colour_at_each_of_the_four_positions_is_the_patterns_name_in_raster_order(pattern):
+    """A pattern's name lists the 2x2 tile row by row: 'grbg' is G R / B G. The mask (BGR order, as cv2
+    images are) holds that colour at each of the four positions of every tile, and nothing else."""
+    bgr = {'b': 0, 'g': 1, 'r': 2}
+    mask = bayer_mask((6, 8, 3), pattern)
+    for position, colour in enumerate(pattern):
+        dy, dx = divmod(position, 2)
+        expected = np.zeros(3)
+        expected[bgr[colour]] = 1
+        assert (mask[dy::2, dx::2] == expected).all(), (pattern, dy, dx, colour)
+
+
+@pytest.mark.parametrize('pattern', ['rggb', 'bggr', 'grbg', 'gbrg'])
+def test_noise_free_mosaic_keeps_the_named_colour_at_each_position_and_interpolates_the_others(pattern):
+    """Through the whole degradation: at (dy, dx) of each tile only the colour the name gives there is the
+    ground truth's own sample; the two other colours are interpolated from neighbours (so they differ)."""
+    bgr = {'b': 0, 'g': 1, 'r': 2}
+    img = np.random.default_rng(3).random((8, 10, 3)).astype(np.float32)
+    out = bayer_noise_demosaic(img, np.random.default_rng(0), pattern=pattern, noise_a=0, noise_b=0)
+    for position, colour in enumerate(pattern):
+        dy, dx = divmod(position, 2)
+        for channel in range(3):
+            kept = np.abs(out[dy::2, dx::2, channel] - img[dy::2, dx::2, channel]) < 1e-6
+            assert kept.all() if channel == bgr[colour] else not kept.any(), (pattern, dy, dx, channel)
+
+
+# ------------------------------------------------------------------ Foi noise, measured on flat patches
+def clipped_normal_moments(mean, std):
+    """Mean and std of clip(N(mean, std^2), 0, 1), by numerical integration in float64 (independent of
+    the code under test): the interior density plus the point masses that clipping puts at 0 and 1."""
+    from scipy.stats import norm
+    y = np.linspace(0, 1, 200001)
+    density = norm.pdf(y, mean, std)
+    below, above = norm.cdf(0, mean, std), norm.sf(1, mean, std)
+    first = np.trapezoid(y * density, y) + above
+    second = np.trapezoid(y * y * density, y) + above
+    return first, np.sqrt(second - first ** 2)
+
+
+@pytest.mark.parametrize('level', [0.0, 0.02, 0.2, 0.5, 0.9, 1.0])
+def test_foi_noise_std_on_flat_patches_is_sqrt_of_a_y_plus_b_then_clipped(level):
+    """Zhao et al. 4.1: Foi's Poisson-Gaussian model, a = 0.005, b = 0.0001, clipped to [0, 1]. On a flat
+    grey patch the recorded samples have the mean and std of clip(N(y, a*y + b)): at mid grey that is
+    sqrt(a*y + b); near 0 and 1 clipping shrinks it (and moves the mean). b alone at y = 0."""
+    a, b = 0.005, 0.0001
+    img = np.full((128, 128, 3), level, np.float32)
+    out = bayer_noise_demosaic(img, np.random.default_rng(int(level * 100)))
+    samples = out[bayer_mask(img.shape).astype(bool)].astype(np.float64)  # recorded samples pass unchanged
+    mean, std = clipped_normal_moments(level, np.sqrt(a * level + b))
+    assert samples.std() == pytest.approx(std, rel=0.03)
+    assert samples.mean() == pytest.approx(mean, abs=3 * std / np.sqrt(samples.size) + 1e-7)
+    unclipped = bayer_noise_demosaic(img, np.random.default_rng(7), clip=False)
+    assert unclipped[bayer_mask(img.shape).astype(bool)].std() == pytest.approx(np.sqrt(a * level + b), rel=0.03)
+
+
+def test_foi_noise_level_follows_each_samples_own_colour():
+    """Signal-dependent noise: a patch with B, G, R = 0.1, 0.5, 0.9 has each colour's samples at the noise
+    level of that colour's value (BGR order, as the dataset hands cv2 images)."""
+    a, b = 0.005, 0.0001
+    img = np.empty((128, 128, 3), np.float32)
+    img[..., 0], img[..., 1], img[..., 2] = 0.1, 0.5, 0.9
+    out = bayer_noise_demosaic(img, np.random.default_rng(11), clip=False)
+    mask = bayer_mask(img.shape).astype(bool)
+    for channel, level in enumerate((0.1, 0.5, 0.9)):
+        samples = out[..., channel][mask[..., channel]]
+        assert samples.std() == pytest.approx(np.sqrt(a * level + b), rel=0.04), channel
+        assert samples.mean() == pytest.approx(level, abs=0.003), channel
