@@ -1,14 +1,29 @@
-"""TLWModel (Algorithm 1) and UDLModel through BasicSR's model API and the real CLI."""
+"""TLWModel (Algorithm 1): one EM iteration in-process, checked against the objective of each network;
+then training, resuming and torchrun through the real CLI.
+
+One iteration steps net_w on ``-log WC`` of one relaxed-Bernoulli sample (eq. 4, 8-9), then net_g on eq. (13)
+weighted by T samples of the updated net_w. The step tests replay the iteration's random draw (the global
+generator, seeded) or reuse its samples, and use the l1 judge, whose eq. (4) they write out themselves.
+"""
+import copy
+import math
 import re
 from pathlib import Path
 
 import pytest
 import torch
-from basicsr.models import build_model
-from conftest import (PYTHON, free_port, load_params, run_cli, tiny_options, training_log, write_options)
+from conftest import PYTHON, free_port, load_params, run_cli, tiny_options, training_log, write_options
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
+from test_model_steps import float64  # noqa: F401 (a fixture)
+from test_model_steps import (assert_gradient_step, build, fixed_batch, gradient_descent, moved, parameters,
+                              step_options, tiny_edsr)
 
 from losses_plugin.models.tlw_model import k_at_epoch
+
+LR_G, LR_W = 1e-2, 1e-4
+EPOCH, TAU = 1, 1  # k = k_at_epoch(1, tau=1), not the weighting net's initial 0.3
+SEED = 5  # seeds the global generator before the iteration: its first draw is net_w's sample
+WC_EPS = 1e-3
 
 
 def tlw_options(demo_data, name, **train_overrides):
@@ -21,32 +36,114 @@ def tlw_options(demo_data, name, **train_overrides):
     return opt
 
 
-def in_process(opt, tmp_path):
-    opt = dict(opt, is_train=True, dist=False, rank=0, world_size=1, num_gpu=0)
-    opt['path'] = dict(opt['path'], experiments_root=str(tmp_path), models=str(tmp_path / 'models'),
-                       training_states=str(tmp_path / 'states'))
-    for key in ('models', 'training_states'):
-        Path(opt['path'][key]).mkdir(parents=True, exist_ok=True)
-    return build_model(opt)
+def tlw_step_options(tmp_path, lr_g=LR_G, lr_w=LR_W, judge='l1', **pixel_opt):
+    opt = step_options(tmp_path, 'TLWModel', tiny_edsr(), {'type': 'TLWLoss', 'base': 'l1', **pixel_opt}, lr_g,
+                       optim_w=gradient_descent(lr_w), tlw={'judge': {'type': judge}, 'tau': TAU})
+    opt['network_w'] = {'type': 'TLWWeightingNet', 'num_feat': 8}
+    return opt
 
 
-def snapshot(net):
-    return {k: v.detach().clone() for k, v in net.state_dict().items()}
-
-
-def test_one_em_iteration_changes_both_networks_and_logs_its_terms(demo_data, tmp_path):
-    torch.manual_seed(0)
-    model = in_process(tlw_options(demo_data, 'em'), tmp_path)
-    model.feed_data({'lq': torch.rand(2, 3, 8, 8), 'gt': torch.rand(2, 3, 32, 32)})
-    before_g, before_w = snapshot(model.net_g), snapshot(model.net_w)
-    model.set_epoch(3)
+def em_iteration(opt):
+    """(model, batch, net_g and net_w as they were, sr of the old net_g) around one iteration of epoch EPOCH."""
+    model = build(opt)
+    batch = fixed_batch()
+    model.feed_data(batch)
+    model.set_epoch(EPOCH)
+    net_g, net_w = copy.deepcopy(model.net_g), copy.deepcopy(model.net_w)
+    with torch.no_grad():
+        sr = net_g(batch['lq'])
+    torch.manual_seed(SEED)
     model.optimize_parameters(1)
-    for before, net in ((before_g, model.net_g), (before_w, model.net_w)):
-        after = net.state_dict()
-        assert any(not torch.equal(before[k], after[k]) for k in before if after[k].is_floating_point())
+    return model, batch, net_g, net_w, sr
+
+
+def weight_criterion(w, sr, gt):
+    """Eq. (4) with the l1 judge ``D(img, ref) = mean|img - ref|``: x_w takes gt where w is 1, x_{1-w} sr."""
+    def distance(img):
+        return (img - gt).abs().mean(dim=(-3, -2, -1))
+    return (distance(w * sr + (1 - w) * gt) + WC_EPS) / (distance((1 - w) * sr + w * gt) + WC_EPS)
+
+
+def net_w_objective(net_w, k, sr, gt):
+    """``-log WC`` of one relaxed-Bernoulli sample of ``net_w(gt, sr)`` (eq. 8-9), the iteration's draw replayed,
+    and the mean WC; on a copy, so the BatchNorm running statistics of ``net_w`` stay as they are."""
+    net_w = copy.deepcopy(net_w)
+    net_w.set_k(k)
+    torch.manual_seed(SEED)
+    with torch.no_grad():
+        wc = weight_criterion(net_w.sample(net_w(gt, sr), num_samples=1)[0], sr, gt)
+    return -torch.log(wc).mean().item(), wc.mean().item()
+
+
+def net_g_objective(out, gt, samples, wc, base, form, out_of_the_step):
+    """Eq. (13) per image, averaged: ``weighted_sum`` normalises ``sum_i WC_i mean(w_i err)`` by ``sum_i WC_i``;
+    ``log_posterior`` is ``-log(sum_i WC_i exp(-mean(w_i err)) / sum_i WC_i)``. With base mse the weights
+    are ``w / (|x - x_hat| + 0.1)``, constants of the step like w: x_hat is ``out_of_the_step``."""
+    error = out - gt
+    if base == 'mse':
+        samples, error = samples / ((out_of_the_step - gt).abs() + 0.1), error.square()
+    expected = (samples * error.abs()).mean(dim=(-3, -2, -1))  # (T, N)
+    if form == 'weighted_sum':
+        per_image = (wc * expected).sum(dim=0) / wc.sum(dim=0)
+    else:
+        per_image = -torch.log((wc * torch.exp(-expected)).sum(dim=0) / wc.sum(dim=0))
+    return per_image.mean().item()
+
+
+@pytest.mark.usefixtures('float64')
+@pytest.mark.parametrize('lr_g, lr_w', [(LR_G, 0), (0, LR_W), (LR_G, LR_W)])
+def test_each_optimiser_steps_the_network_it_owns_and_no_other(lr_g, lr_w, tmp_path):
+    model, _, net_g, net_w, _ = em_iteration(tlw_step_options(tmp_path, lr_g, lr_w))
+    # parameters only: every forward of net_w in training mode moves its BatchNorm running statistics
+    g_params, w_params = parameters(net_g), parameters(net_w)
+    assert moved(g_params, model.net_g) == (set(g_params) if lr_g else set())
+    w_moved = moved(w_params, model.net_w)
+    if lr_w:  # every weight; a conv bias ahead of a BatchNorm has no gradient
+        assert {name for name in w_params if name.endswith('weight')} <= w_moved
+    else:
+        assert not w_moved
+
+
+@pytest.mark.usefixtures('float64')
+def test_net_w_step_lowers_minus_log_wc_of_its_sample(tmp_path):
+    model, batch, _, net_w, sr = em_iteration(tlw_step_options(tmp_path))
     log = model.get_current_log()
-    assert set(log) == {'l_pix', 'l_w', 'wc', 'k'} and log['k'] == pytest.approx(k_at_epoch(3, tau=1))
-    assert model.weight_samples.shape == (3, 2, 3, 32, 32)  # T = 3 samples weight the SR loss
+    assert log['k'] == pytest.approx(k_at_epoch(EPOCH, tau=TAU))
+    value_before, wc_before = net_w_objective(net_w, log['k'], sr, batch['gt'])
+    assert log['l_w'] == pytest.approx(value_before, rel=1e-6), 'l_w is not -log WC of the iteration\'s sample'
+    assert log['wc'] == pytest.approx(wc_before, rel=1e-6)
+    value_after, _ = net_w_objective(model.net_w, log['k'], sr, batch['gt'])
+    assert_gradient_step(value_before, value_after, parameters(net_w), model.net_w, LR_W)
+
+
+@pytest.mark.usefixtures('float64')
+@pytest.mark.parametrize('base, form', [('l1', 'weighted_sum'), ('l1', 'log_posterior'), ('mse', 'weighted_sum')])
+def test_net_g_step_lowers_eq13_weighted_by_samples_of_the_updated_net_w(base, form, tmp_path):
+    model, batch, net_g, net_w, sr = em_iteration(tlw_step_options(tmp_path, base=base, form=form))
+    gt = batch['gt']
+    with torch.no_grad():  # net_w(gt, sr) in training mode depends on its parameters only (batch statistics)
+        mean = model.weight_maps()['tlw_mean']
+        assert torch.allclose(mean, copy.deepcopy(model.net_w)(gt, sr), rtol=0, atol=1e-12)
+        net_w.set_k(model.get_current_log()['k'])
+        assert not torch.allclose(mean, net_w(gt, sr), rtol=0, atol=1e-9)  # the M-step saw the updated net_w
+        samples = model.weight_samples
+        assert samples.shape == (3, *gt.shape)  # T = 3
+        wc = weight_criterion(samples, sr, gt)
+        out = net_g(batch['lq'])
+        value_before = net_g_objective(out, gt, samples, wc, base, form, out)
+        value_after = net_g_objective(model.net_g(batch['lq']), gt, samples, wc, base, form, out)
+    assert model.get_current_log()['l_pix'] == pytest.approx(value_before, rel=1e-6)
+    assert_gradient_step(value_before, value_after, parameters(net_g), model.net_g, LR_G)
+
+
+def test_one_em_iteration_logs_its_terms_and_saves_net_w_with_both_optimisers(tmp_path):
+    (tmp_path / 'models').mkdir()
+    opt = tlw_step_options(tmp_path, judge='ms_ssim')
+    opt['path'].update(models=str(tmp_path / 'models'), training_states=str(tmp_path / 'states'))
+    (tmp_path / 'states').mkdir()
+    model, *_ = em_iteration(opt)
+    log = model.get_current_log()
+    assert set(log) == {'l_pix', 'l_w', 'wc', 'k'} and math.isfinite(log['l_w'])
     assert not any(p.requires_grad for p in model.judge.parameters())
     model.save(0, 1)
     saved = torch.load(tmp_path / 'models' / 'net_w_1.pth', weights_only=True)['params']
@@ -55,19 +152,19 @@ def test_one_em_iteration_changes_both_networks_and_logs_its_terms(demo_data, tm
     assert len(state['optimizers']) == len(state['schedulers']) == 2
 
 
-def test_wrong_loss_and_missing_options_are_clear_errors(demo_data, tmp_path):
-    opt = tlw_options(demo_data, 'bad')
+def test_wrong_loss_and_missing_options_are_clear_errors(tmp_path):
+    opt = tlw_step_options(tmp_path)
     opt['train']['pixel_opt'] = {'type': 'L1Loss'}
     with pytest.raises(ValueError, match='train.pixel_opt must be a TLWLoss'):
-        in_process(opt, tmp_path)
-    opt = tlw_options(demo_data, 'bad')
+        build(opt)
+    opt = tlw_step_options(tmp_path)
     del opt['train']['optim_w']
     with pytest.raises(ValueError, match='train.optim_w'):
-        in_process(opt, tmp_path)
-    opt = tlw_options(demo_data, 'bad')
+        build(opt)
+    opt = tlw_step_options(tmp_path)
     opt['train']['tlw']['k_0'] = 0.5
     with pytest.raises(ValueError, match='unknown train.tlw option.*k_0'):
-        in_process(opt, tmp_path)
+        build(opt)
 
 
 def resumable(demo_data, name, total_iter):
@@ -124,32 +221,6 @@ def test_training_logs_the_sampled_weights_to_tensorboard(demo_data, tmp_path):
     run_cli(['train', '-opt', write_options(opt, tmp_path / 'maps.yml')], cwd=tmp_path)
     events = EventAccumulator(str(tmp_path / 'tb_logger' / 'tlw_maps'), size_guidance={IMAGES: 0}).Reload()
     assert {'weight_maps/tlw_mean', 'weight_maps/tlw_sample', 'weight_maps/gt'} <= set(events.Tags()['images'])
-
-
-@pytest.mark.slow
-def test_udl_stage_esu_then_stage_udl_with_the_frozen_estimator(demo_data, tmp_path):
-    esu = tiny_options(demo_data, 'esu', total_iter=2)
-    esu['model_type'] = 'UDLModel'
-    esu['network_g'] = {'type': 'UncertaintySRNet', 'backbone': esu['network_g'], 'num_feat': 8}
-    esu['train']['pixel_opt'] = {'type': 'UDLLoss', 'stage': 'esu'}
-    run_cli(['train', '-opt', write_options(esu, tmp_path / 'esu.yml')], cwd=tmp_path)
-    checkpoint = tmp_path / 'experiments' / 'esu' / 'models' / 'net_g_latest.pth'
-    assert {k.split('.')[0] for k in load_params(checkpoint)} == {'net', 'head'}
-
-    udl = tiny_options(demo_data, 'udl', total_iter=2)
-    udl['model_type'] = 'UDLModel'
-    udl['train']['pixel_opt'] = {'type': 'UDLLoss', 'stage': 'udl'}
-    udl['train']['uncertainty_estimator'] = {'network': esu['network_g'], 'pretrain_path': 'missing.pth'}
-    result = run_cli(['train', '-opt', write_options(udl, tmp_path / 'udl.yml')], cwd=tmp_path, check=False)
-    assert result.returncode == 2
-    assert "train.uncertainty_estimator.pretrain_path: 'missing.pth' does not exist" in result.stderr
-    assert 'train the UDL stage esu first' in result.stderr
-    udl['train']['uncertainty_estimator']['pretrain_path'] = str(checkpoint)
-    run_cli(['train', '-opt', write_options(udl, tmp_path / 'udl.yml')], cwd=tmp_path)
-    log = training_log(tmp_path / 'experiments' / 'udl')
-    assert 'iter:       2' in log and 'l_pix' in log
-    saved = load_params(tmp_path / 'experiments' / 'udl' / 'models' / 'net_g_latest.pth')
-    assert not any(k.startswith('head') for k in saved)  # only the trained EDSR; the estimator is not saved
 
 
 @pytest.mark.slow
