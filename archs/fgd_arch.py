@@ -15,34 +15,7 @@ from torch import nn
 
 from losses_plugin.archs.backbone_features import BackboneWithFeatures
 from losses_plugin.archs.class_module_arch import ClassModule
-
-
-def bin_thresholds(num_bins):
-    """Eq. (1) on BasicSR's [0, 1] range: t_i = i/K, i = 0..K."""
-    return torch.arange(num_bins + 1, dtype=torch.float64) / num_bins
-
-
-def bin_anchors(num_bins):
-    """Eq. (2): A_i = (t_i + t_{i+1}) / 2, i = 0..K-1."""
-    t = bin_thresholds(num_bins)
-    return (t[:-1] + t[1:]) / 2
-
-
-def anchor_of(bins, num_bins, dtype=torch.float32):
-    """Eq. (2) for bin indices: the anchor ``(b + 0.5) / K`` of each bin b."""
-    return (bins.to(dtype) + 0.5) / num_bins
-
-
-def gt_bins(gt, num_bins):
-    """The bin i with t_i <= z < t_{i+1} of each value (1.0 joins the last bin)."""
-    return (gt * num_bins).floor().clamp_(0, num_bins - 1).long()
-
-
-def confine(sr, anchor, area_size, num_bins):
-    """``anchor + h*tanh((sr - anchor)/h)`` with ``h = area_size/(2K)``: inside the area of
-    ``area_size`` bins centred on the anchor's bin, and close to sr near the anchor."""
-    half = area_size / (2 * num_bins)
-    return anchor + half * torch.tanh((sr - anchor) / half)
+from losses_plugin.fgd_bins import anchor_of, check_num_bins, confine
 
 
 @ARCH_REGISTRY.register()
@@ -62,20 +35,26 @@ class FGDNet(nn.Module):
             at the regression's bin and the head learns where the truth lies elsewhere. Without it (0) a
             fresh head scatters the bins and confines the output far from the truth until the head has
             learnt what the regression already knows. Default: 4.0.
+        detach_bin_head (bool): ours, a stabiliser: the bin head reads the backbone's features detached,
+            so L_c1 trains the head alone and the backbone learns from the regression terms only. False
+            (the paper's reading: one network learns to classify and regress) lets L_c1's gradient into
+            the shared features; with the bin prior that gradient is up to 25x the regression's on EDSR
+            and can throw the output off until it runs away (see the README). Default: False.
     """
 
     def __init__(self, backbone, feature_module='conv_last', num_bins=32, area_sizes=(3, 5, 7), num_out_ch=3,
-                 class_module=None, head_kernel=1, bin_prior=4.0):
+                 class_module=None, head_kernel=1, bin_prior=4.0, detach_bin_head=False):
         super().__init__()
-        if not isinstance(num_bins, int) or num_bins < 2:
-            raise ValueError(f"FGDNet: option 'num_bins' must be an integer >= 2, got {num_bins!r}")
+        check_num_bins('FGDNet', num_bins)
         if not area_sizes or any(not isinstance(a, int) or a < 1 or a % 2 == 0 or a > num_bins for a in area_sizes):
             raise ValueError(f"FGDNet: option 'area_sizes' must be odd bin counts in 1..{num_bins}, got {area_sizes!r}")
         self.net = BackboneWithFeatures(backbone, feature_module, owner='FGDNet')
         if isinstance(bin_prior, bool) or not isinstance(bin_prior, (int, float)) or bin_prior < 0:
             raise ValueError(f"FGDNet: option 'bin_prior' must be a number >= 0, got {bin_prior!r}")
         self.num_bins, self.area_sizes, self.num_out_ch = num_bins, tuple(area_sizes), num_out_ch
-        self.bin_prior = bin_prior
+        if not isinstance(detach_bin_head, bool):
+            raise ValueError(f"FGDNet: option 'detach_bin_head' must be true or false, got {detach_bin_head!r}")
+        self.bin_prior, self.detach_bin_head = bin_prior, detach_bin_head
         self.bin_head = nn.Conv2d(self.net.feature_channels, num_out_ch * num_bins, head_kernel,
                                   padding=head_kernel // 2)
         self.class_module = None
@@ -89,7 +68,7 @@ class FGDNet(nn.Module):
         None in training mode), ``sr`` (the backbone's output), ``logits``
         (N, K, C, H, W), ``probs`` (N, M, h, w, region probabilities or None), ``bins``, ``areas``."""
         sr, features = self.net(x)
-        logits = self.bin_head(features)
+        logits = self.bin_head(features.detach() if self.detach_bin_head else features)
         if logits.shape[-2:] != sr.shape[-2:]:
             logits = F.interpolate(logits, size=sr.shape[-2:], mode='nearest')
         logits = logits.unflatten(1, (self.num_bins, self.num_out_ch))  # bins on dim 1, as cross_entropy wants

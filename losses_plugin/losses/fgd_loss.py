@@ -1,5 +1,5 @@
 """The fine-grained dynamic loss, eq. (3)-(6) of ``fine_grained_dynamic_loss.txt`` (our reading;
-see :mod:`losses_plugin.archs.fgd_arch` for the bins, anchors and areas):
+the bins, anchors and areas are :mod:`losses_plugin.fgd_bins`; K is read from the logits' shape):
 
     L = L_r + mean(alpha * L_c1 + beta * L_c2)  (+ average_weight * L_avg + sr_weight * L_sr)
 
@@ -10,12 +10,11 @@ see :mod:`losses_plugin.archs.fgd_arch` for the bins, anchors and areas):
 - L_avg (ClassSR's average loss, optional): ``sum_i |mean_regions(P_i) - 1/M|``, keeps every area in use;
 - L_sr (ours, optional): ``mean|sr - target|`` on the backbone's unconfined output.
 """
-import torch
 import torch.nn.functional as F
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
-from losses_plugin.archs.fgd_arch import anchor_of, gt_bins
+from losses_plugin.fgd_bins import anchor_target, bin_index
 from losses_plugin.losses.pixel_loss_base import check_choice, check_inputs, check_number
 
 TARGETS = ('gt', 'anchor')
@@ -38,7 +37,6 @@ class FineGrainedDynamicLoss(nn.Module):
         alpha (float): weight of the bin classification L_c1. Default: 0.1.
         beta (float): weight of the area classification L_c2. Default: 0.01.
         average_weight (float): weight of ClassSR's average loss (0: off). Default: 0.
-        num_bins (int): K, as FGDNet's. Default: 32.
         regression_target (str): 'gt' | 'anchor'. Default: 'gt'.
         sr_weight (float): weight of an L1 term on the backbone's unconfined output (ours, not the
             paper's; 0 is the literal eq. 6). Where the predicted bin is far from the truth, tanh
@@ -47,7 +45,7 @@ class FineGrainedDynamicLoss(nn.Module):
         loss_weight (float): multiplier of the total. Default: 1.0.
     """
 
-    def __init__(self, alpha=0.1, beta=0.01, average_weight=0.0, num_bins=32, regression_target='gt',
+    def __init__(self, alpha=0.1, beta=0.01, average_weight=0.0, regression_target='gt',
                  sr_weight=1.0, loss_weight=1.0):
         super().__init__()
         name = 'FineGrainedDynamicLoss'
@@ -56,10 +54,8 @@ class FineGrainedDynamicLoss(nn.Module):
             check_number(name, option, value, minimum=0)
         check_number(name, 'loss_weight', loss_weight)
         check_choice(name, 'regression_target', regression_target, TARGETS)
-        if not isinstance(num_bins, int) or num_bins < 2:
-            raise ValueError(f"{name}: option 'num_bins' must be an integer >= 2, got {num_bins!r}")
         self.alpha, self.beta, self.average_weight, self.sr_weight = alpha, beta, average_weight, sr_weight
-        self.num_bins, self.regression_target, self.loss_weight = num_bins, regression_target, loss_weight
+        self.regression_target, self.loss_weight = regression_target, loss_weight
 
     def terms(self, out, target, logits, probs=None, sr=None):
         """Each term of eq. (6), unweighted: ``{'l_r', 'l_c1'[, 'l_c2', 'l_avg', 'l_sr']}``.
@@ -67,19 +63,20 @@ class FineGrainedDynamicLoss(nn.Module):
         Args:
             out (Tensor): (N, C, H, W) FGDNet's training output.
             target (Tensor): (N, C, H, W) ground truth in [0, 1].
-            logits (Tensor): (N, K, C, H, W) bin logits.
+            logits (Tensor): (N, K, C, H, W) bin logits; K (>= 2) is the number of bins.
             probs (Tensor, optional): (N, M, h, w) area-class probabilities (None for a static area).
             sr (Tensor, optional): (N, C, H, W) the backbone's unconfined output (for ``sr_weight``).
         """
         name = 'FineGrainedDynamicLoss'
         check_inputs(name, out, target)
-        if logits.shape != (target.shape[0], self.num_bins, *target.shape[1:]):
-            raise ValueError(f'{name}: logits must be (N, K={self.num_bins}, C, H, W) for targets of '
-                             f'{tuple(target.shape)}, got {tuple(logits.shape)}; num_bins must match FGDNet\'s')
-        bins = gt_bins(target.detach(), self.num_bins)
+        if logits.dim() != 5 or logits.shape[1] < 2 or logits.shape[:1] + logits.shape[2:] != target.shape:
+            raise ValueError(f'{name}: logits must be (N, K, C, H, W) with K >= 2 bins for targets of '
+                             f'{tuple(target.shape)}, got {tuple(logits.shape)}')
+        num_bins = logits.shape[1]
+        bins = bin_index(target.detach(), num_bins)
         unconfined = (sr - target).abs().mean() if sr is not None and self.sr_weight else None
         if self.regression_target == 'anchor':
-            target = anchor_of(bins, self.num_bins, out.dtype)
+            target = anchor_target(target.detach(), num_bins).to(out.dtype)
         terms = {'l_r': (out - target).abs().mean(),
                  'l_c1': F.cross_entropy(logits.float(), bins)}
         if probs is not None:
@@ -93,9 +90,7 @@ class FineGrainedDynamicLoss(nn.Module):
     def total(self, terms):
         loss = terms['l_r'] + self.alpha * terms['l_c1'] + self.beta * terms.get('l_c2', 0)
         loss = loss + self.average_weight * terms.get('l_avg', 0) + self.sr_weight * terms.get('l_sr', 0)
-        if not torch.isfinite(loss):
-            raise ValueError('FineGrainedDynamicLoss: the loss is not finite; check the network output and data')
-        return self.loss_weight * loss
+        return self.loss_weight * loss  # a non-finite total is the training step's to handle (skip or stop)
 
     def forward(self, out, target, logits=None, probs=None, sr=None):
         if logits is None:

@@ -1,9 +1,12 @@
-"""FGDNet, ClassModule and LapSRN: bins and anchors (eq. 1-2), the anchor areas, the wrapper."""
+"""FGDNet, ClassModule and LapSRN, and the bin maths they share (losses_plugin.fgd_bins): bins and anchors
+(eq. 1-2), the anchor areas, the wrapper."""
 import pytest
 import torch
 from basicsr.archs import build_network
 
-from losses_plugin.archs.fgd_arch import bin_anchors, bin_thresholds, confine, gt_bins
+from losses_plugin import fgd_bins
+from losses_plugin.fgd_bins import (anchor_of, anchor_target, area_half_width, bin_anchors, bin_index, bin_thresholds,
+                                     confine)
 
 EDSR = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 4}
 BACKBONES = {
@@ -15,11 +18,44 @@ BACKBONES = {
 }
 
 
-def test_thresholds_anchors_and_gt_bins_by_hand():
+def test_thresholds_anchors_and_bin_index_by_hand():
     assert torch.equal(bin_thresholds(4), torch.tensor([0, 0.25, 0.5, 0.75, 1], dtype=torch.float64))
     assert torch.equal(bin_anchors(4), torch.tensor([0.125, 0.375, 0.625, 0.875], dtype=torch.float64))
-    assert gt_bins(torch.tensor([0.0, 0.24, 0.25, 0.5, 0.99, 1.0]), 4).tolist() == [0, 0, 1, 2, 3, 3]
+    assert bin_index(torch.tensor([0.0, 0.24, 0.25, 0.5, 0.99, 1.0]), 4).tolist() == [0, 0, 1, 2, 3, 3]
+    assert bin_index(torch.tensor([-0.3, 1.7]), 4).tolist() == [0, 3]  # outside [0, 1]: the end bins
     assert bin_anchors(32)[0].item() == pytest.approx(1 / 64) and len(bin_anchors(32)) == 32
+
+
+def test_anchor_of_a_bin_is_eq_2s_anchor_and_the_anchor_target_is_the_gt_anchor():
+    assert torch.equal(anchor_of(torch.arange(32), 32).double(), bin_anchors(32))
+    values = torch.tensor([0.0, 0.1, 0.26, 0.74, 1.0])
+    assert anchor_target(values, 4).tolist() == [0.125, 0.125, 0.375, 0.625, 0.875]
+    assert anchor_target(values.double(), 4).dtype == torch.float64
+    # every value lies within half a bin of its gt anchor
+    dense = torch.rand(1000)
+    assert ((anchor_target(dense, 32) - dense).abs() <= 0.5 / 32 + 1e-7).all()
+
+
+def test_area_half_width_is_a_over_2k():
+    assert area_half_width(5, 32) == 5 / 64 and area_half_width(1, 4) == 0.125
+    assert torch.equal(area_half_width(torch.tensor([3.0, 7.0]), 32), torch.tensor([3 / 64, 7 / 64]))
+
+
+def test_the_bin_module_is_a_leaf_that_imports_only_torch():
+    import ast
+    tree = ast.parse(open(fgd_bins.__file__).read())
+    imported = {alias.name.split('.')[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split('.')[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported == {'torch'}
+
+
+def test_the_arch_the_loss_and_the_model_use_the_one_bin_module():
+    from losses_plugin.archs import fgd_arch
+    from losses_plugin.losses import fgd_loss
+    from losses_plugin.models import fgd_model
+    assert fgd_arch.confine is fgd_bins.confine and fgd_arch.anchor_of is fgd_bins.anchor_of
+    assert fgd_loss.bin_index is fgd_bins.bin_index and fgd_model.anchor_of is fgd_bins.anchor_of
 
 
 def test_confine_stays_inside_the_area_and_follows_sr_near_the_anchor():
@@ -115,8 +151,33 @@ def test_bin_prior_starts_the_bins_at_the_regressions_own_bin():
     torch.nn.init.zeros_(net.bin_head.weight)
     torch.nn.init.zeros_(net.bin_head.bias)
     results = net.eval()(torch.rand(2, 3, 8, 8), return_all=True)
-    assert torch.equal(results['bins'], gt_bins(results['sr'].detach().clamp(0, 1), 32))
+    assert torch.equal(results['bins'], bin_index(results['sr'].detach().clamp(0, 1), 32))
     # then the output stays within a bin of sr: sr lies inside every area around its own bin
     assert ((results['inference'] - results['sr'].clamp(0, 1)).abs() <= 1.5 / 32).all()
     without = build_network({'type': 'FGDNet', 'backbone': EDSR, 'bin_prior': 0})
     assert not hasattr(without, 'anchors') and without.bin_prior == 0
+
+
+@pytest.mark.parametrize('detach', [False, True])
+def test_detach_bin_head_keeps_the_bin_cross_entropy_out_of_the_backbone(detach):
+    from losses_plugin.losses.fgd_loss import FineGrainedDynamicLoss
+
+    torch.manual_seed(0)
+    net = build_network({'type': 'FGDNet', 'backbone': EDSR, 'detach_bin_head': detach})
+    results = net(torch.rand(2, 3, 8, 8), return_all=True)
+    l_c1 = FineGrainedDynamicLoss().terms(results['out'], torch.rand(2, 3, 32, 32), results['logits'])['l_c1']
+    l_c1.backward()
+    backbone = sum(p.grad.abs().sum() for p in net.net.backbone.parameters() if p.grad is not None)
+    head = sum(p.grad.abs().sum() for p in net.bin_head.parameters())
+    assert head > 0  # the head always learns to classify
+    assert (backbone == 0) if detach else (backbone > 0)  # the paper's reading: the backbone learns it too
+    with torch.no_grad():  # the forward pass is the same either way
+        plain = build_network({'type': 'FGDNet', 'backbone': EDSR, 'detach_bin_head': not detach})
+        plain.load_state_dict(net.state_dict())
+        x = torch.rand(1, 3, 8, 8)
+        assert torch.equal(plain.eval()(x), net.eval()(x))
+
+
+def test_detach_bin_head_must_be_a_bool():
+    with pytest.raises(ValueError, match="option 'detach_bin_head' must be true or false"):
+        build_network({'type': 'FGDNet', 'backbone': EDSR, 'detach_bin_head': 'yes'})

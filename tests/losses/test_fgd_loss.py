@@ -4,13 +4,13 @@ import math
 import pytest
 import torch
 
-from losses_plugin.archs.fgd_arch import bin_anchors, gt_bins
+from losses_plugin.fgd_bins import bin_anchors, bin_index
 from losses_plugin.losses.fgd_loss import FineGrainedDynamicLoss, average_loss, class_loss
 
 
 def perfect(gt, num_bins=32, regions=(2, 2)):
     logits = torch.full((gt.shape[0], num_bins, *gt.shape[1:]), -50.0)
-    logits.scatter_(1, gt_bins(gt, num_bins).unsqueeze(1), 50.0)
+    logits.scatter_(1, bin_index(gt, num_bins).unsqueeze(1), 50.0)
     probs = torch.zeros(gt.shape[0], 3, *regions)
     probs[:, 1] = 1
     return logits, probs
@@ -53,7 +53,7 @@ def test_with_a_perfect_classifier_and_regression_the_loss_is_minimal():
 def test_bin_cross_entropy_by_hand():
     gt = torch.tensor([0.1, 0.9]).view(1, 1, 1, 2)  # bins 0 and 1 of K = 2
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]]).T.reshape(1, 2, 1, 1, 2)  # (N, K, C, H, W)
-    terms = FineGrainedDynamicLoss(num_bins=2).terms(gt, gt, logits)
+    terms = FineGrainedDynamicLoss().terms(gt, gt, logits)  # K = 2 from the logits
     expected = (-math.log(math.exp(2) / (math.exp(2) + 1)) - math.log(math.e / (1 + math.e))) / 2
     assert terms['l_c1'].item() == pytest.approx(expected, rel=1e-6) and 'l_c2' not in terms
 
@@ -61,8 +61,8 @@ def test_bin_cross_entropy_by_hand():
 def test_regression_target_anchor_regresses_to_bin_centres():
     gt = torch.tensor([0.1, 0.3]).view(1, 1, 1, 2)
     logits, _ = perfect(gt, num_bins=4)
-    anchors = bin_anchors(4).float()[gt_bins(gt, 4)]
-    loss = FineGrainedDynamicLoss(num_bins=4, regression_target='anchor')
+    anchors = bin_anchors(4).float()[bin_index(gt, 4)]
+    loss = FineGrainedDynamicLoss(regression_target='anchor')  # K = 4 from the logits
     assert loss.terms(anchors, gt, logits)['l_r'].item() == 0
     assert loss.terms(gt, gt, logits)['l_r'].item() == pytest.approx((0.125 - 0.1 + 0.375 - 0.3) / 2)
 
@@ -71,8 +71,12 @@ def test_bad_inputs_and_options_are_clear_errors():
     gt = torch.rand(1, 3, 4, 4)
     with pytest.raises(ValueError, match='needs the bin logits of FGDNet.*FGDModel'):
         FineGrainedDynamicLoss()(gt, gt)
-    with pytest.raises(ValueError, match=r'logits must be \(N, K=32, C, H, W\)'):
-        FineGrainedDynamicLoss()(gt, gt, torch.rand(1, 16, 3, 4, 4))
+    with pytest.raises(ValueError, match=r'logits must be \(N, K, C, H, W\)'):
+        FineGrainedDynamicLoss()(gt, gt, torch.rand(1, 16, 3, 4, 5))
+    with pytest.raises(ValueError, match=r'K >= 2'):
+        FineGrainedDynamicLoss()(gt, gt, torch.rand(1, 1, 3, 4, 4))
+    with pytest.raises(TypeError, match='num_bins'):  # K comes from the logits, not from a second option
+        FineGrainedDynamicLoss(num_bins=32)
     with pytest.raises(ValueError, match="option 'regression_target'"):
         FineGrainedDynamicLoss(regression_target='bins')
     with pytest.raises(ValueError, match="option 'alpha'"):
@@ -88,3 +92,12 @@ def test_sr_weight_adds_l1_on_the_unconfined_output_and_zero_is_the_literal_loss
     assert 'l_sr' not in literal.terms(out, gt, logits, probs, sr)
     difference = ours(out, gt, logits, probs, sr) - literal(out, gt, logits, probs, sr)
     assert difference.item() == pytest.approx(0.5 * (sr - gt).abs().mean().item(), rel=1e-6)
+
+
+def test_a_non_finite_total_is_returned_for_the_training_step_to_handle():
+    gt = torch.rand(1, 3, 4, 4)
+    logits, probs = perfect(gt, regions=(1, 1))
+    sr = gt.clone()
+    sr[0, 0, 0, 0] = float('inf')
+    total = FineGrainedDynamicLoss()(gt.clone(), gt, logits, probs, sr)  # no exception: the step policy skips it
+    assert not torch.isfinite(total)
