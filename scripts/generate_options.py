@@ -423,13 +423,16 @@ def udl_experiments(demo):
 # bin prior and the L1 term on the unconfined output (see the README).
 LAPSRN = {'type': 'LapSRN', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'depth': 10, 'upscale': 4}
 LAPSRN_DEMO = dict(LAPSRN, num_feat=16, depth=3)
-FGD_LOSS = {'type': 'FineGrainedDynamicLoss', 'alpha': 0.1, 'beta': 0.01, 'average_weight': 0.0, 'num_bins': 32,
-            'regression_target': 'gt', 'sr_weight': 1.0, 'loss_weight': 1.0}
+FGD_LOSS = {'type': 'FineGrainedDynamicLoss', 'alpha': 0.1, 'beta': 0.01, 'average_weight': 0.0,
+            'regression_target': 'gt', 'sr_weight': 1.0, 'loss_weight': 1.0}  # K comes from FGDNet's logits
 
 
-def fgd_network(backbone, area_sizes):
+def fgd_network(backbone, area_sizes, detach_bin_head=False):
+    """detach_bin_head: our stabiliser, on for EDSR, where L_c1's gradient into the shared features made
+    the demo diverge (issue 14; README); LapSRN trains stably with the paper's shared features."""
     return {'type': 'FGDNet', 'backbone': backbone, 'feature_module': 'conv_last', 'num_bins': 32,
-            'area_sizes': area_sizes, 'num_out_ch': 3, 'head_kernel': 1, 'bin_prior': 4.0}
+            'area_sizes': area_sizes, 'num_out_ch': 3, 'head_kernel': 1, 'bin_prior': 4.0,
+            'detach_bin_head': detach_bin_head}
 
 
 def fgd_experiments(demo):
@@ -447,7 +450,8 @@ def fgd_experiments(demo):
                   scale, fgd_network(lapsrn, [3, 5, 7]), FGD_LOSS)]
     edsr = dict(EDSR_DEMO if demo else EDSR_BASELINE, upscale=4)
     runs += [('fgd_edsr_x4_l1', 'FGD paper ("applicable to other networks"): EDSR x4 with L1', 4, edsr, None),
-             ('fgd_edsr_x4_fgd', 'FGD paper: EDSR x4 + FD loss', 4, fgd_network(edsr, [3, 5, 7]), FGD_LOSS)]
+             ('fgd_edsr_x4_fgd', 'FGD paper: EDSR x4 + FD loss', 4, fgd_network(edsr, [3, 5, 7], detach_bin_head=True),
+              FGD_LOSS)]
     for name, title, scale, net, loss in runs:
         if demo:
             data = {'train': demo_pair(scale, 24 * scale, 8), 'val': demo_val(scale)}
