@@ -1,6 +1,7 @@
 """SSIM, MS-SSIM and the Mix loss of Zhao et al., by hand and against independent implementations
 (piq and pytorch-msssim for SSIM, pytorch-msssim for the pyramid, kornia >= 0.9 for Mix)."""
 import kornia
+import numpy as np
 import piq
 import pytest
 import pytorch_msssim
@@ -161,3 +162,133 @@ def test_basicsr_weight_needs_a_full_size_map():
                           SSIMLoss(padding='zero')(video, target))
     with pytest.raises(ValueError, match=r"SSIMLoss: weight needs a loss map of the input size.*padding reflect"):
         SSIMLoss()(x, y, weight=weight)
+
+
+# ------------------------------------------------ boundary handling against a float64 NumPy reference
+def reference_gaussian_filter(img, sigma, radius, padding):
+    """Each (H, W) plane of ``img`` correlated with the 2-D window outer(g, g), g the normalised samples
+    of exp(-k^2 / (2 sigma^2)), k = -radius..radius; NumPy padding: 'reflect' mirrors without repeating
+    the edge (d c b | a b c d), 'zero' pads 0, 'valid' keeps only the windows that fit."""
+    k = np.arange(-radius, radius + 1, dtype=np.float64)
+    g = np.exp(-k ** 2 / (2 * sigma ** 2))
+    window = np.outer(g, g) / g.sum() ** 2
+    img = np.asarray(img, np.float64)
+    pad = [(0, 0)] * (img.ndim - 2) + [(radius, radius)] * 2
+    if padding == 'reflect':
+        img = np.pad(img, pad, mode='reflect')
+    elif padding == 'zero':
+        img = np.pad(img, pad, mode='constant')
+    patches = np.lib.stride_tricks.sliding_window_view(img, window.shape, axis=(-2, -1))
+    return np.einsum('...ij,ij->...', patches, window)
+
+
+def reference_l_cs(x, y, sigma, radius, padding, c1=0.01 ** 2, c2=0.03 ** 2):
+    """SSIM's luminance and contrast-structure maps from the reference filter (eq. 4-5)."""
+    f = lambda img: reference_gaussian_filter(img, sigma, radius, padding)  # noqa: E731
+    mu_x, mu_y = f(x), f(y)
+    var_x, var_y, cov = f(x * x) - mu_x ** 2, f(y * y) - mu_y ** 2, f(x * y) - mu_x * mu_y
+    return (2 * mu_x * mu_y + c1) / (mu_x ** 2 + mu_y ** 2 + c1), (2 * cov + c2) / (var_x + var_y + c2)
+
+
+@pytest.mark.parametrize('size', [(14, 11), (48, 45)], ids=['by matmul', 'by convolution'])
+@pytest.mark.parametrize('padding', ['valid', 'reflect', 'zero'])
+def test_gaussian_filter_boundary_equals_the_numpy_reference(padding, size):
+    torch.manual_seed(4)
+    x = torch.rand(2, 3, *size, dtype=torch.float64)
+    ours = gaussian_filter(x, (0.8, 1.7), 2, padding)
+    for k, sigma in enumerate((0.8, 1.7)):
+        expected = reference_gaussian_filter(x.numpy(), sigma, 2, padding)
+        assert ours[:, :, k].shape == expected.shape
+        assert np.allclose(ours[:, :, k].numpy(), expected, rtol=0, atol=1e-13)
+
+
+def test_the_three_paddings_differ_on_the_border_and_agree_inside():
+    """What the previous test can tell apart: every border pixel within the radius differs between
+    the paddings, interior pixels do not."""
+    torch.manual_seed(5)
+    x = torch.rand(1, 1, 12, 12, dtype=torch.float64)
+    reflect, zero = gaussian_filter(x, (1.5,), 3, 'reflect')[0, 0, 0], gaussian_filter(x, (1.5,), 3, 'zero')[0, 0, 0]
+    valid = gaussian_filter(x, (1.5,), 3, 'valid')[0, 0, 0]
+    replicate = torch.from_numpy(reference_gaussian_filter(np.pad(x.numpy(), [(0, 0)] * 2 + [(3, 3)] * 2, 'edge'),
+                                                           1.5, 3, 'valid'))[0, 0]
+    border = torch.ones(12, 12, dtype=torch.bool)
+    border[3:-3, 3:-3] = False
+    for other in (zero, replicate):
+        assert ((reflect - other).abs() > 1e-6)[border].all()
+        assert torch.allclose(reflect[3:-3, 3:-3], other[3:-3, 3:-3], atol=1e-15)
+    assert torch.allclose(reflect[3:-3, 3:-3], valid, atol=1e-15)
+
+
+@pytest.mark.parametrize('padding', ['valid', 'reflect', 'zero'])
+def test_ssim_map_equals_the_numpy_reference_for_each_padding(padding):
+    x, y = pair(shape=(2, 3, 16, 13), seed=6, noise=0.2)
+    ours = SSIMLoss(sigma=1.5, padding=padding, reduction='none')(x, y)
+    l, cs = reference_l_cs(x.numpy(), y.numpy(), 1.5, 5, padding)
+    assert ours.shape == l.shape
+    assert np.allclose(ours.numpy(), 1 - l * cs, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize('padding', ['valid', 'reflect', 'zero'])
+def test_ms_ssim_sigmas_and_mix_maps_equal_the_numpy_reference(padding):
+    """Eq. (12) in mode 'sigmas': l of the largest sigma times every sigma's cs, all on one
+    2*max(sigma) window; eq. (14): alpha*(1 - MS-SSIM) + (1 - alpha)*G_sigmaM*|e|, same boundary."""
+    sigmas = (0.5, 1.0, 2.0)
+    x, y = pair(shape=(1, 2, 18, 19), seed=7, noise=0.2)
+    terms = [reference_l_cs(x.numpy(), y.numpy(), s, 4, padding) for s in sigmas]
+    ms_ssim = terms[-1][0] * np.prod([cs for _, cs in terms], axis=0)
+    ours = MSSSIMLoss(sigmas=sigmas, padding=padding, reduction='none')(x, y)
+    assert np.allclose(ours.numpy(), 1 - ms_ssim, rtol=0, atol=1e-12)
+    l1 = reference_gaussian_filter((x - y).abs().numpy(), 2.0, 4, padding)
+    mix = MSSSIML1Loss(alpha=0.84, sigmas=sigmas, padding=padding, reduction='none')(x, y)
+    assert np.allclose(mix.numpy(), 0.84 * (1 - ms_ssim) + 0.16 * l1, rtol=0, atol=1e-12)
+
+
+# ------------------------------------------------ the pyramid's relu on negative terms
+def smooth_pattern(size=176):
+    grid = torch.linspace(-1, 1, size, dtype=torch.float64)
+    yy, xx = torch.meshgrid(grid, grid, indexing='ij')
+    return lambda f: torch.sin(f * xx) * torch.cos(f * yy)
+
+
+def finely_anticorrelated_pair(size=176):
+    """A smooth pattern shared by both images (positive cs at the coarse levels) and fine noise with
+    opposite signs: negative cs at the two finest levels only."""
+    torch.manual_seed(0)
+    fine, shared = 0.1 * torch.randn(1, 1, size, size, dtype=torch.float64), 0.3 * smooth_pattern(size)(3)
+    return (0.5 + shared + fine).clamp(0, 1), (0.5 + shared - fine).clamp(0, 1)
+
+
+def coarsely_anticorrelated_pair(size=176):
+    """Blocky noise shared by both images (block sides 1 to 8 px: positive cs at levels 0-3) on top of a
+    smooth pattern with opposite signs, which only the coarsest level (one 11x11 window) sees as its
+    structure: negative SSIM there, and there alone."""
+    torch.manual_seed(0)
+    shared = sum(torch.nn.functional.interpolate(0.1 * torch.randn(1, 1, size // b, size // b, dtype=torch.float64),
+                                                 scale_factor=b, mode='nearest') for b in (1, 2, 4, 8))
+    coarse = 0.2 * smooth_pattern(size)(2)
+    return (0.5 + shared + coarse).clamp(0, 1), (0.5 + shared - coarse).clamp(0, 1)
+
+
+def pyramid_terms(x, y):
+    """Mean cs and mean SSIM of each of the five levels, from the NumPy reference."""
+    pooled = [(x, y)]
+    for _ in range(4):
+        pooled.append(tuple(torch.nn.functional.avg_pool2d(t, 2) for t in pooled[-1]))
+    terms = [reference_l_cs(a.numpy(), b.numpy(), 1.5, 5, 'valid') for a, b in pooled]
+    return [cs.mean() for _, cs in terms], [(l * cs).mean() for l, cs in terms]
+
+
+@pytest.mark.parametrize('make_pair', [coarsely_anticorrelated_pair, finely_anticorrelated_pair])
+def test_pyramid_clamps_a_negative_term_to_zero_as_wang_et_al(make_pair):
+    """A negative term cannot be raised to a fractional power: Wang et al.'s MS-SSIM (and pytorch-msssim)
+    clamp each level's cs and the last level's SSIM at 0, so MS-SSIM is 0 and the loss exactly 1, not
+    NaN and not a positive value; whether the negative term is the last level's SSIM or a fine cs."""
+    x, y = make_pair()
+    cs, ssim = pyramid_terms(x, y)
+    if make_pair is coarsely_anticorrelated_pair:  # the premise of each pair
+        assert min(cs[:4]) > 0.5 and ssim[4] < -0.2
+    else:
+        assert max(cs[:2]) < -0.2 and min(cs[2:4]) > 0.5 and ssim[4] > 0.5
+    assert pytorch_msssim.ms_ssim(x, y, data_range=1.0).item() == 0
+    assert MSSSIMLoss(mode='pyramid')(x, y).item() == 1.0
+    assert MSSSIMLoss(mode='pyramid')(x, x).item() == pytest.approx(0, abs=1e-12)
