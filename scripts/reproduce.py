@@ -1,15 +1,19 @@
 """Runs a paper's grid of experiments and writes its report beside the paper's numbers.
 
-    python scripts/reproduce.py --paper sploss|asymmetric|zhao|tlw|fgd --scale demo|full [--force] [--launch]
+    python scripts/reproduce.py --paper sploss|asymmetric|zhao|tlw|fgd --scale demo|full [--seeds N] [--force] [--launch]
 
 - ``--scale demo``: trains each run's CPU twin (``options/demo/``) on the bundled demo data, one after
   the other (finished runs are skipped unless ``--force``; an interrupted one resumes), then reports;
 - ``--scale full``: checks that the prepared datasets exist (and refuses, saying how to prepare
   them, when they do not), prints the ``torchrun`` command of every run (``--launch`` runs them),
   then reports on whatever has finished.
+- ``--seeds N`` (default 1) trains every run N times, seed 1 being the option file itself and seed i its
+  copy with ``manual_seed`` + i - 1 under the name ``<name>_seed<k>`` (see ``reproduction/seeds.py``);
+  each run's seeds are trained one after the other before the next run's.
 The report goes to ``results/<paper>/<scale>/``: ``report.md`` (every run's final validation
-metrics beside the paper's, each method against its baseline), a bar chart per metric and a crop
-panel of one validation image from every run.
+metrics, mean and std over its seeds, beside the paper's; each method against its baseline, called real
+only when the difference exceeds the seed spread), a bar chart per metric and a crop panel of one
+validation image from every run (seed 1).
 """
 import argparse
 import os
@@ -25,6 +29,7 @@ from losses_plugin.reproduction.grids import GRIDS
 from losses_plugin.reproduction.panel import crop_panel
 from losses_plugin.reproduction.report import bar_charts, markdown
 from losses_plugin.reproduction.results import read_final_metrics, run_is_finished
+from losses_plugin.reproduction.seeds import seed_option_file, seeds_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,75 +42,86 @@ def option_path(run, scale):
     return os.path.join(option_dir(scale), f'{run.name}.yml')
 
 
-def train_demo_runs(grid, force):
-    for run in tqdm(grid.runs, desc=f'{grid.key} demo runs', unit='run'):
-        path = option_path(run, 'demo')
-        opt = read_option_file(path)
-        if not force and run_is_finished('.', opt['name'], opt['train']['total_iter']):
-            tqdm.write(f'{run.name}: finished earlier, skipped (--force reruns it)')
-            continue
-        command = [sys.executable, '-m', 'losses_plugin', 'train', '-opt', path]
-        command += [] if force else ['--auto_resume']
-        tqdm.write(f'{run.name}: {" ".join(command)}')
-        if subprocess.run(command).returncode != 0:
-            raise SystemExit(f'{run.name} failed; its log is in experiments/{opt["name"]}/')
-
-
-def full_runs(grid, launch, nproc):
-    commands = []
+def run_seeds(grid, scale, count):
+    """[(run, seed, its option file, the file's options)] in grid order, each run's seeds together."""
+    out = []
     for run in grid.runs:
-        path = option_path(run, 'full')
+        path = option_path(run, scale)
         opt = read_option_file(path)
+        out += [(run, seed, path, opt) for seed in seeds_of(opt, count)]
+    return out
+
+
+def train_demo_runs(grid, seeds, force):
+    for run, seed, path, opt in tqdm(run_seeds(grid, 'demo', seeds), desc=f'{grid.key} demo runs', unit='run'):
+        if not force and run_is_finished('.', seed.experiment, opt['train']['total_iter']):
+            tqdm.write(f'{seed.experiment}: finished earlier, skipped (--force reruns it)')
+            continue
+        command = [sys.executable, '-m', 'losses_plugin', 'train', '-opt', seed_option_file(path, opt, seed)]
+        command += [] if force else ['--auto_resume']
+        tqdm.write(f'{seed.experiment}: {" ".join(command)}')
+        if subprocess.run(command).returncode != 0:
+            raise SystemExit(f'{seed.experiment} failed; its log is in experiments/{seed.experiment}/')
+
+
+def full_runs(grid, seeds, launch, nproc):
+    commands = []
+    for run, seed, path, opt in run_seeds(grid, 'full', seeds):
         try:
             check_dataset_paths(opt)
         except OptionError as err:
             raise SystemExit(f'reproduce.py: {run.name}: {err}') from None
         commands.append(['torchrun', f'--nproc_per_node={nproc}', '-m', 'losses_plugin', 'train', '-opt',
-                         os.path.relpath(path), '--launcher', 'pytorch', '--auto_resume'])
+                         os.path.relpath(seed_option_file(path, opt, seed)), '--launcher', 'pytorch', '--auto_resume'])
     for command in commands:
         print(' '.join(command))
         if launch and subprocess.run(command).returncode != 0:
             raise SystemExit(f'{command[-4]} failed')
 
 
-def collect(grid, scale):
+def collect(grid, scale, seeds):
+    """{run name: [final metrics of each seed that logged any]}; runs without any left out."""
     results = {}
-    for run in grid.runs:
-        name = read_option_file(option_path(run, scale))['name']
-        metrics = read_final_metrics(os.path.join('tb_logger', name))
+    for run, seed, _, _ in run_seeds(grid, scale, seeds):
+        metrics = read_final_metrics(os.path.join('tb_logger', seed.experiment))
         if metrics:
-            results[run.name] = metrics
+            results.setdefault(run.name, []).append(metrics)
     return results
 
 
-def write_report(grid, scale, out_dir):
+def write_report(grid, scale, seeds, out_dir):
     os.makedirs(out_dir, exist_ok=True)
-    results = collect(grid, scale)
+    results = collect(grid, scale, seeds)
     figures = bar_charts(grid, results, out_dir) if results else []
     if crop_panel(grid, option_dir(scale), 'experiments', os.path.join(out_dir, 'panel.jpg')):
         figures.append('panel.jpg')
     with open(os.path.join(out_dir, 'report.md'), 'w') as f:
-        f.write(markdown(grid, scale, results, figures))
-    print(f'wrote {os.path.join(out_dir, "report.md")} ({len(results)} of {len(grid.runs)} runs have results)')
+        f.write(markdown(grid, scale, results, figures, seeds))
+    print(f'wrote {os.path.join(out_dir, "report.md")} ({len(results)} of {len(grid.runs)} runs have results, '
+          f'{sum(map(len, results.values()))} of {len(grid.runs) * seeds} seeds)')
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--paper', required=True, choices=sorted(GRIDS))
     parser.add_argument('--scale', required=True, choices=('demo', 'full'))
+    parser.add_argument('--seeds', type=int, default=1,
+                        help='train and report every run with this many seeds (seed 1: the option file\'s own)')
     parser.add_argument('--force', action='store_true', help='rerun finished demo runs')
     parser.add_argument('--launch', action='store_true', help='full scale: run the torchrun commands')
     parser.add_argument('--nproc', type=int, default=8, help='full scale: processes (GPUs) per run')
     parser.add_argument('--report-only', action='store_true', help='collect and report without training')
     parser.add_argument('--out', help='report folder (default results/<paper>/<scale>)')
     args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error(f'--seeds must be at least 1, got {args.seeds}')
     grid = GRIDS[args.paper]
     if not args.report_only:
         if args.scale == 'demo':
-            train_demo_runs(grid, args.force)
+            train_demo_runs(grid, args.seeds, args.force)
         else:
-            full_runs(grid, args.launch, args.nproc)
-    write_report(grid, args.scale, args.out or os.path.join('results', args.paper, args.scale))
+            full_runs(grid, args.seeds, args.launch, args.nproc)
+    write_report(grid, args.scale, args.seeds, args.out or os.path.join('results', args.paper, args.scale))
 
 
 if __name__ == '__main__':

@@ -1,7 +1,9 @@
-"""The reproduction harness: collecting BasicSR's logged metrics, the report's tables and verdicts,
-the full-scale refusal without data and its torchrun commands with data; on fixture runs written the way
-BasicSR writes them."""
+"""The reproduction harness: collecting BasicSR's logged metrics, seeds (names, derived option files),
+the report's mean ± std, noise rule and verdicts, the full-scale refusal without data and its torchrun
+commands with data; on fixture runs written the way BasicSR writes them."""
 import subprocess
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,8 +12,10 @@ from torch.utils.tensorboard import SummaryWriter
 
 from losses_plugin.options import read_option_file
 from losses_plugin.reproduction.grids import GRIDS, PaperGrid, Run
-from losses_plugin.reproduction.report import bar_charts, comparisons, markdown
+from losses_plugin.reproduction.report import (NOISE_RULE, Stat, aggregate, bar_charts, comparisons, markdown,
+                                               noise_verdict, summarise)
 from losses_plugin.reproduction.results import read_final_metrics, run_is_finished
+from losses_plugin.reproduction.seeds import seed_option_file, seeds_of
 
 GRID = PaperGrid('toy', 'Toy paper', 'Table 9, Set5', {'psnr': 'higher', 'niqe': 'lower'},
                  (Run('base', 'Baseline', paper={'psnr': 30.0, 'niqe': 7.0}),
@@ -42,19 +46,85 @@ def test_final_metrics_are_the_last_logged_validation(tmp_path):
 
 
 def test_report_tables_put_the_papers_numbers_beside_ours_with_verdicts(tmp_path):
-    results = {'base': {'DemoVal': {'psnr': (29.0, 600), 'niqe': (6.0, 600)}},
-               'method': {'DemoVal': {'psnr': (29.2, 600), 'niqe': (6.3, 600)}}}
+    results = {'base': [{'DemoVal': {'psnr': (29.0, 600), 'niqe': (6.0, 600)}}],
+               'method': [{'DemoVal': {'psnr': (29.2, 600), 'niqe': (6.3, 600)}}]}
     pairs = comparisons(GRID, results)
-    verdicts = {p[3]: (round(p[4], 4), round(p[5], 4), p[6]) for p in pairs}
-    assert verdicts == {'psnr': (0.2, 0.5, 'as claimed'), 'niqe': (0.3, -0.5, 'opposite')}
+    verdicts = {p.metric: (round(p.ours, 4), round(p.paper, 4), p.direction, p.noise) for p in pairs}
+    assert verdicts == {'psnr': (0.2, 0.5, 'as claimed', 'one seed'), 'niqe': (0.3, -0.5, 'opposite', 'one seed')}
     text = markdown(GRID, 'demo', results, ['psnr.png'])
-    assert '| Baseline | DemoVal | 600 | 6.0000 | 7.0000 | -1.0000 | 29.00 | 30.00 | -1.0000 |' in text
-    assert '| Method | Baseline | DemoVal | psnr | +0.2000 | +0.5000 | as claimed | yes |' in text
-    assert '| Method | Baseline | DemoVal | niqe | +0.3000 | -0.5000 | opposite | no |' in text
-    assert '1 of 2 comparisons go the way the paper claims.' in text and 'Never ran' not in text
-    assert 'Table 9, Set5' in text and '![psnr](psnr.png)' in text
+    assert '| Baseline | DemoVal | 1 | 600 | 6.0000 | 7.0000 | -1.0000 | 29.00 | 30.00 | -1.0000 |' in text
+    assert '| Method | Baseline | DemoVal | psnr | higher | +0.2000 |  | +0.5000 | one seed | agrees (one seed: ' \
+           'untested) | yes |' in text
+    assert '| Method | Baseline | DemoVal | niqe | lower | +0.3000 |  | -0.5000 | one seed | disagrees (one seed: ' \
+           'untested) | no |' in text
+    assert '2 have one seed (no noise verdict)' in text and 'Never ran' not in text
+    assert 'Table 9, Set5' in text and '![psnr](psnr.png)' in text and '--seeds 1' in text
     written = bar_charts(GRID, results, str(tmp_path))
     assert written == ['niqe.png', 'psnr.png'] and all((tmp_path / f).stat().st_size > 1000 for f in written)
+
+
+def test_a_cell_is_the_mean_and_sample_std_over_its_seeds():
+    stat = summarise([29.0, 29.2, 29.7])
+    assert stat.mean == pytest.approx(29.3) and stat.std == pytest.approx(0.36055513)  # sqrt(0.26 / 2)
+    assert (stat.low, stat.high, stat.n) == (29.0, 29.7, 3) and stat.spread == pytest.approx(0.7)
+    assert str(stat) == '29.30 ± 0.3606'
+    one = summarise([0.8])
+    assert (one.std, one.spread, str(one)) == (None, None, '0.8000')
+    cell = aggregate([{'DemoVal': {'psnr': (29.0, 600), 'ssim': (0.80, 600)}},
+                      {'DemoVal': {'psnr': (29.4, 600)}}])  # the second seed logged no ssim
+    assert cell['DemoVal']['psnr'][0].mean == pytest.approx(29.2) and cell['DemoVal']['psnr'][1] == [600]
+    assert cell['DemoVal']['ssim'][0].n == 1
+
+
+def test_a_difference_is_real_only_beyond_the_larger_seed_spread():
+    assert 'exceeds the larger of the two cells\' seed spreads' in NOISE_RULE and 'With 2 seeds' in NOISE_RULE
+    method, base = Stat(29.375, None, 29.25, 29.5, 2), Stat(29.0, None, 28.875, 29.0, 2)  # spreads 0.25, 0.125
+    assert noise_verdict(0.375, method, base) == 'real'
+    assert noise_verdict(-0.375, method, base) == 'real'
+    assert noise_verdict(0.2, method, base) == 'within noise'  # beyond the baseline's 0.125, not the method's 0.25
+    assert noise_verdict(0.25, method, base) == 'within noise'  # equal to the spread is not beyond it
+    assert noise_verdict(5.0, method, Stat(29.0, None, 29.0, 29.0, 1)) == 'one seed'
+
+
+def test_two_seed_report_gives_mean_std_and_calls_each_comparison_real_or_within_noise():
+    results = {'base': [{'DemoVal': {'psnr': (29.0, 600), 'niqe': (6.0, 600)}},
+                        {'DemoVal': {'psnr': (29.1, 600), 'niqe': (6.4, 600)}}],
+               'method': [{'DemoVal': {'psnr': (29.4, 600), 'niqe': (5.9, 600)}},
+                          {'DemoVal': {'psnr': (29.5, 600), 'niqe': (6.1, 600)}}]}
+    pairs = {p.metric: p for p in comparisons(GRID, results)}
+    assert pairs['psnr'].ours == pytest.approx(0.4) and pairs['psnr'].spread == pytest.approx(0.1)
+    assert (pairs['psnr'].noise, pairs['psnr'].measured) == ('real', 'agrees')
+    assert replace(pairs['psnr'], direction='opposite').measured == 'disagrees'
+    assert pairs['niqe'].ours == pytest.approx(-0.2) and pairs['niqe'].spread == pytest.approx(0.4)
+    assert (pairs['niqe'].noise, pairs['niqe'].measured) == ('within noise', 'no effect beyond noise')
+    text = markdown(GRID, 'demo', results, [], seeds=2)
+    assert NOISE_RULE in text and '--seeds 2' in text
+    assert '| Method | DemoVal | 2 | 600 | 6.0000 ± 0.1414 | 6.5000 | -0.5000 | 29.45 ± 0.0707 |' in text
+    assert '| Method | Baseline | DemoVal | psnr | higher | +0.4000 | 0.1000 | +0.5000 | real | agrees | yes |' in text
+    assert '| Method | Baseline | DemoVal | niqe | lower | -0.2000 | 0.4000 | -0.5000 | within noise | no effect ' \
+           'beyond noise | yes |' in text
+    assert 'Of 2 comparisons: 1 agree with the paper\'s claim beyond seed noise, 0 disagree beyond seed noise, ' \
+           '1 are within noise.' in text
+    assert '- **Method** vs Baseline (DemoVal): psnr +0.4000 (claim: higher, paper +0.5000): agrees; niqe -0.2000 ' \
+           '(claim: lower, paper -0.5000): no effect beyond noise.' in text
+
+
+def test_seed_one_is_the_option_file_and_later_seeds_differ_only_in_name_and_manual_seed(tmp_path):
+    path = str(REPO / 'options' / 'demo' / 'edsr_l1.yml')
+    opt = read_option_file(path)
+    seeds = seeds_of(opt, 3)
+    assert [(s.index, s.experiment, s.manual_seed) for s in seeds] == [
+        (1, 'demo_edsr_l1', 10), (2, 'demo_edsr_l1_seed11', 11), (3, 'demo_edsr_l1_seed12', 12)]
+    assert seed_option_file(path, opt, seeds[0], str(tmp_path)) == path
+    derived = read_option_file(seed_option_file(path, opt, seeds[2], str(tmp_path)))
+    assert (derived['name'], derived['manual_seed']) == ('demo_edsr_l1_seed12', 12)
+    assert list(derived) == list(opt)
+    assert dict(derived, name=opt['name'], manual_seed=10) == opt
+    assert read_option_file(path)['name'] == 'demo_edsr_l1'  # the option file itself is untouched
+    with pytest.raises(ValueError, match='--seeds must be at least 1'):
+        seeds_of(opt, 0)
+    with pytest.raises(ValueError, match='seeds need an integer manual_seed'):
+        seeds_of(dict(opt, manual_seed=None), 2)
 
 
 def test_every_grid_names_existing_option_files_and_its_baselines():
@@ -74,8 +144,28 @@ def test_report_only_collects_fixture_runs_into_results(tmp_path):
                              '--report-only'], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     report = (tmp_path / 'results' / 'fgd' / 'demo' / 'report.md').read_text()
-    assert '| LapSRN x4 + FD loss | LapSRN x4 | DemoVal | psnr | +0.1000 | +0.5800 | as claimed | yes |' in report
+    assert '| LapSRN x4 + FD loss | LapSRN x4 | DemoVal | psnr | higher | +0.1000 |  | +0.5800 | one seed | agrees ' \
+           '(one seed: untested) | yes |' in report
     assert (tmp_path / 'results' / 'fgd' / 'demo' / 'psnr.png').is_file()
+
+
+def test_report_only_with_seeds_collects_each_seeds_experiment(tmp_path):
+    """Seed 2 of a run is tb_logger/<name>_seed<manual_seed + 1>; the report pools the seeds per cell."""
+    fake_run(tmp_path, 'demo_edsr_l1', {'psnr': 29.8, 'ssim': 0.800, 'niqe': 6.8}, weights=False)
+    fake_run(tmp_path, 'demo_edsr_l1_seed11', {'psnr': 29.9, 'ssim': 0.802, 'niqe': 6.9}, weights=False)
+    fake_run(tmp_path, 'demo_edsr_sploss', {'psnr': 29.85, 'ssim': 0.806, 'niqe': 6.4}, weights=False)
+    fake_run(tmp_path, 'demo_edsr_sploss_seed11', {'psnr': 29.85, 'ssim': 0.804, 'niqe': 6.6}, weights=False)
+    fake_run(tmp_path, 'demo_edsr_sploss_seed12', {'psnr': 1.0}, weights=False)  # a third seed: not asked for
+    result = subprocess.run([PYTHON, str(REPO / 'scripts' / 'reproduce.py'), '--paper', 'sploss', '--scale', 'demo',
+                             '--seeds', '2', '--report-only'], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert '(2 of 8 runs have results, 4 of 16 seeds)' in result.stdout
+    report = (tmp_path / 'results' / 'sploss' / 'demo' / 'report.md').read_text()
+    assert '| EDSR-SP (alpha 2) | DemoVal | 2 | 600 | 6.5000 ± 0.1414 | 6.8699 | -0.3699 | 29.85 ± 0.0000 |' in report
+    assert '| EDSR-SP (alpha 2) | EDSR, L1 | DemoVal | niqe | lower | -0.3500 | 0.2000 | -0.2742 | real | agrees | ' \
+           'yes |' in report
+    assert '| EDSR-SP (alpha 2) | EDSR, L1 | DemoVal | ssim | higher | +0.0040 | 0.0020 | -0.0006 | real | agrees | ' \
+           'no |' in report
 
 
 def test_full_scale_without_data_refuses_and_says_how_to_prepare(tmp_path):
@@ -102,5 +192,18 @@ def test_full_scale_with_prepared_data_prints_one_torchrun_command_per_run(tmp_p
         [f'{run.name}.yml' for run in grid.runs]
     assert all(line.startswith('torchrun --nproc_per_node=4 -m losses_plugin train -opt ') and
                line.endswith(' --launcher pytorch --auto_resume') for line in lines)
-    assert '(0 of 11 runs have results)' in result.stdout
+    assert '(0 of 11 runs have results, 0 of 11 seeds)' in result.stdout
     assert (tmp_path / 'results' / 'fgd' / 'full' / 'report.md').read_text().count('No finished runs yet.') == 1
+
+    result = subprocess.run([PYTHON, str(REPO / 'scripts' / 'reproduce.py'), '--paper', 'fgd', '--scale', 'full',
+                             '--nproc', '4', '--seeds', '2'], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    options = [line.split(' -opt ')[1].split()[0] for line in result.stdout.splitlines() if line.startswith('torchrun')]
+    assert len(options) == 2 * len(grid.runs)
+    for run, seed1, seed2 in zip(grid.runs, options[::2], options[1::2]):
+        first = read_option_file(str(REPO / 'options' / f'{run.name}.yml'))
+        assert seed1.endswith(f'options/{run.name}.yml')
+        assert seed2 == f'experiments/seed_options/{first["name"]}_seed{first["manual_seed"] + 1}.yml'
+        second = read_option_file(str(tmp_path / seed2))
+        assert second['manual_seed'] == first['manual_seed'] + 1 and second['name'] == Path(seed2).stem
+    assert '(0 of 11 runs have results, 0 of 22 seeds)' in result.stdout
