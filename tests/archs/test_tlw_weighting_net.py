@@ -45,3 +45,30 @@ def test_sample_count_and_temperature_come_from_options():
 def test_invalid_options_are_clear_errors(option, value):
     with pytest.raises(ValueError, match=option if option != 'k' else 'FixedSum: k'):
         build_network({'type': 'TLWWeightingNet', option: value})
+
+
+@pytest.mark.parametrize('temperature', [0.1, 0.5, 2.0])
+def test_relaxed_bernoulli_is_the_binary_concrete_formula_on_a_fixed_u(temperature):
+    """sigmoid((log(w/(1-w)) + log(u/(1-u))) / t) with u = 0.0005 + 0.999*U(0, 1), in float64 from the
+    same uniform draws (one generator state, cloned)."""
+    mean = torch.tensor([0.05, 0.3, 0.5, 0.8, 0.99], dtype=torch.float64).view(1, 1, 1, 5)
+    g = torch.Generator().manual_seed(7)
+    state = g.get_state()
+    samples = relaxed_bernoulli(mean, temperature, 4, generator=g)
+    u = 0.0005 + 0.999 * torch.rand((4, 1, 1, 1, 5), dtype=torch.float64, generator=g.set_state(state))
+    expected = torch.sigmoid((torch.log(mean / (1 - mean)) + torch.log(u / (1 - u))) / temperature)
+    assert torch.allclose(samples, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_lower_temperature_gives_sharper_samples_and_the_net_samples_with_its_own():
+    """t -> 0 pushes samples to 0 or 1; large t pulls them to 0.5. The net samples with its own t."""
+    mean = torch.full((1, 1, 64, 64), 0.3)
+    sharpness = []
+    for temperature in (0.05, 0.1, 0.5, 1.0, 5.0):
+        net = build_network({'type': 'TLWWeightingNet', 'num_feat': 4, 'temperature': temperature})
+        torch.manual_seed(0)
+        samples = net.sample(mean, 4)
+        torch.manual_seed(0)
+        assert torch.equal(samples, relaxed_bernoulli(mean, temperature, 4))
+        sharpness.append((samples - 0.5).abs().mean().item())
+    assert sharpness == sorted(sharpness, reverse=True) and sharpness[0] > 0.45 and sharpness[-1] < 0.15
