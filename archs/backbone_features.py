@@ -7,6 +7,8 @@ import copy
 
 from torch import nn
 
+from losses_plugin.checks import OptionError
+
 
 class BackboneWithFeatures(nn.Module):
     """``forward(x) -> (backbone(x), features entering `feature_module`)``.
@@ -22,18 +24,18 @@ class BackboneWithFeatures(nn.Module):
         from basicsr.archs import build_network
 
         if not isinstance(backbone, dict) or 'type' not in backbone:
-            raise ValueError(f"{owner}: option 'backbone' must be a network's options with a 'type', got {backbone!r}")
+            raise OptionError(f"{owner}: option 'backbone' must be a network's options with a 'type', got {backbone!r}")
         self.backbone = build_network(copy.deepcopy(backbone))
         modules = dict(self.backbone.named_modules())
         if feature_module not in modules or not feature_module:
             convs = [name for name, m in modules.items() if isinstance(m, nn.Conv2d)]
-            raise ValueError(f"{owner}: {backbone['type']} has no module '{feature_module}' (option feature_module); "
+            raise OptionError(f"{owner}: {backbone['type']} has no module '{feature_module}' (option feature_module); "
                              f"its last convolutions: {', '.join(convs[-4:])}")
         self.feature_module = feature_module
         module = modules[feature_module]
         self.feature_channels = getattr(module, 'in_channels', None)
         if self.feature_channels is None:  # the heads on the features are sized by it
-            raise ValueError(f"{owner}: feature_module '{feature_module}' must be a convolution")
+            raise OptionError(f"{owner}: feature_module '{feature_module}' must be a convolution")
         self._features = None
         module.register_forward_pre_hook(self._keep_input)
 

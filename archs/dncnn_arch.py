@@ -2,6 +2,8 @@
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
+from losses_plugin.checks import OptionError
+
 
 @ARCH_REGISTRY.register()
 class DnCNN(nn.Module):
@@ -18,9 +20,9 @@ class DnCNN(nn.Module):
     def __init__(self, num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=17, residual=True):
         super().__init__()
         if num_conv < 2:
-            raise ValueError(f"DnCNN: option 'num_conv' must be >= 2, got {num_conv}")
+            raise OptionError(f"DnCNN: option 'num_conv' must be >= 2, got {num_conv}")
         if residual and num_in_ch != num_out_ch:
-            raise ValueError('DnCNN: residual learning needs num_in_ch == num_out_ch')
+            raise OptionError('DnCNN: residual learning needs num_in_ch == num_out_ch')
         layers = [nn.Conv2d(num_in_ch, num_feat, 3, padding=1), nn.ReLU(inplace=True)]
         for _ in range(num_conv - 2):
             layers += [nn.Conv2d(num_feat, num_feat, 3, padding=1, bias=False), nn.BatchNorm2d(num_feat),

@@ -11,6 +11,8 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
+from losses_plugin.checks import OptionError
+
 
 def bilinear_kernel(channels, factor):
     """Transposed-convolution weights (kernel factor + 2, padding 1) close to bilinear upsampling per channel."""
@@ -46,9 +48,9 @@ class LapSRN(nn.Module):
         elif upscale >= 2 and 2 ** round(math.log2(upscale)) == upscale:
             factors = [2] * round(math.log2(upscale))
         else:
-            raise ValueError(f"LapSRN: option 'upscale' must be 2, 3, 4 or 8, got {upscale!r}")
+            raise OptionError(f"LapSRN: option 'upscale' must be 2, 3, 4 or 8, got {upscale!r}")
         if num_in_ch != num_out_ch:
-            raise ValueError(f'LapSRN: adds residuals to its input image, so num_in_ch ({num_in_ch}) must equal '
+            raise OptionError(f'LapSRN: adds residuals to its input image, so num_in_ch ({num_in_ch}) must equal '
                              f'num_out_ch ({num_out_ch})')
         act = nn.LeakyReLU(0.2, inplace=True)
         self.conv_first = nn.Sequential(nn.Conv2d(num_in_ch, num_feat, 3, padding=1), act)

@@ -3,6 +3,8 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
+from losses_plugin.checks import OptionError
+
 UPSAMPLING = ('bicubic', 'bilinear', 'none')
 ACTIVATIONS = {'relu': lambda ch: nn.ReLU(inplace=True), 'prelu': lambda ch: nn.PReLU(ch)}
 
@@ -29,9 +31,9 @@ class SRCNN(nn.Module):
                  upsampling='bicubic', act='relu'):
         super().__init__()
         if upsampling not in UPSAMPLING:
-            raise ValueError(f"SRCNN: option 'upsampling' must be one of {UPSAMPLING}, got {upsampling!r}")
+            raise OptionError(f"SRCNN: option 'upsampling' must be one of {UPSAMPLING}, got {upsampling!r}")
         if act not in ACTIVATIONS:
-            raise ValueError(f"SRCNN: option 'act' must be one of {tuple(ACTIVATIONS)}, got {act!r}")
+            raise OptionError(f"SRCNN: option 'act' must be one of {tuple(ACTIVATIONS)}, got {act!r}")
         k1, k2, k3 = kernel_sizes
         self.upscale, self.upsampling = upscale, upsampling
         self.conv1 = nn.Conv2d(num_in_ch, num_feat, k1, padding=k1 // 2)

@@ -7,6 +7,7 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
+from losses_plugin.checks import OptionError
 from losses_plugin.archs.fixed_sum import FixedSum
 
 SQUASH = 0.999  # w -> SQUASH*w + (1 - SQUASH)/2 keeps the Bernoulli means away from 0 and 1
@@ -44,9 +45,9 @@ class TLWWeightingNet(nn.Module):
     def __init__(self, num_in_ch=3, num_feat=64, k=0.3, temperature=0.1, num_samples=3):
         super().__init__()
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature <= 0:
-            raise ValueError(f"TLWWeightingNet: option 'temperature' must be a number > 0, got {temperature!r}")
+            raise OptionError(f"TLWWeightingNet: option 'temperature' must be a number > 0, got {temperature!r}")
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"TLWWeightingNet: option 'num_samples' must be an integer >= 1, got {num_samples!r}")
+            raise OptionError(f"TLWWeightingNet: option 'num_samples' must be an integer >= 1, got {num_samples!r}")
         self.temperature, self.num_samples = temperature, num_samples
         layers = []
         in_ch = 2 * num_in_ch

@@ -6,10 +6,46 @@ results go under the current working directory, as BasicSR's scripts do from its
 The option file is read safely and checked first, so mistakes are reported as one clear line.
 """
 import argparse
-import os
 import sys
 
-USAGE = 'usage: basicsr {train,test} -opt FILE.yml [--launcher none|pytorch|slurm] [--auto_resume] [--debug]'
+EXAMPLES = """examples:
+  basicsr train -opt options/demo/edsr_l1.yml
+  basicsr train -opt options/edsr_sploss.yml --auto_resume
+  torchrun --nproc_per_node=4 -m losses_plugin train -opt options/edsr_sploss.yml --launcher pytorch
+  basicsr test -opt my_test_options.yml"""
+
+
+def _add_basicsr_arguments(parser, command):
+    parser.add_argument('-opt', metavar='FILE.yml', required=True, help='the option file (YAML)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
+                        help='none: one process; pytorch: under torchrun; slurm: under srun (default: none)')
+    if command == 'train':
+        parser.add_argument('--auto_resume', action='store_true',
+                            help='continue from the latest training state in experiments/<name>/training_states')
+    parser.add_argument('--debug', action='store_true', help="BasicSR's debug mode (prints and validates often)")
+    parser.add_argument('--local_rank', type=int, default=0, help='set by older launchers; ignored otherwise')
+    parser.add_argument('--force_yml', nargs='+', metavar='KEY:SUB=VALUE',
+                        help='override option-file entries, e.g. train:total_iter=1000')
+
+
+def build_parser():
+    """The command line as ``--help`` shows it; the arguments themselves go on to BasicSR's own parser."""
+    from basicsr.version import __version__ as basicsr_version
+
+    from losses_plugin import __version__
+
+    parser = argparse.ArgumentParser(
+        prog='basicsr', description='Train or test a BasicSR model with the losses, networks and models of '
+        'losses_plugin registered.', epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--version', action='version',
+                        version=f'losses_plugin {__version__}, BasicSR {basicsr_version}')
+    commands = parser.add_subparsers(dest='command', metavar='{train,test}', required=True)
+    for command, text in (('train', 'train a model from an option file'),
+                          ('test', 'test (score) trained models on the test sets of an option file')):
+        sub = commands.add_parser(command, help=text, description=text, epilog=EXAMPLES,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        _add_basicsr_arguments(sub, command)
+    return parser
 
 
 def _normalise_args(args):
@@ -17,28 +53,17 @@ def _normalise_args(args):
     return [a.replace('--local-rank', '--local_rank', 1) if a.startswith('--local-rank') else a for a in args]
 
 
-def _known_args(args):
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument('-opt')
-    parser.add_argument('--force_yml', nargs='+')
-    parser.add_argument('--auto_resume', action='store_true')
-    known, _ = parser.parse_known_args(args)
-    return known
-
-
-def run(command, args):
+def run(command, args, parsed):
     """Runs ``command`` ('train' or 'test') with BasicSR's command-line ``args``."""
-    from losses_plugin import compat  # (importing the package patches BasicSR and registers everything first)
-    from losses_plugin.options import OptionError, apply_overrides, check_options, read_option_file
+    import os
 
-    args = _normalise_args(args)
-    known = _known_args(args)
-    if known.opt is None:
-        raise OptionError(f'the -opt option file is required\n{USAGE}')
-    opt = apply_overrides(read_option_file(known.opt), known.force_yml)
-    check_options(opt, is_train=command == 'train', resuming=known.auto_resume)
+    from losses_plugin.distributed import close_process_group, settings
+    from losses_plugin.options import apply_overrides, check_options, read_option_file
+
+    opt = apply_overrides(read_option_file(parsed.opt), parsed.force_yml)
+    check_options(opt, is_train=command == 'train', resuming=getattr(parsed, 'auto_resume', False))
     # BasicSR initialises the process group before it reads num_gpu; CPU training needs gloo.
-    compat.cpu_distributed = opt['num_gpu'] == 0
+    settings.cpu_backend = opt['num_gpu'] == 0
     sys.argv = [f'basicsr {command}'] + args  # BasicSR's parse_options reads sys.argv
     root_path = os.getcwd()
     try:
@@ -51,24 +76,22 @@ def run(command, args):
         close_process_group()
 
 
-def close_process_group():
-    """Ends the process group BasicSR opened: left to interpreter shutdown, gloo's threads can abort
-    a rank after a successful run ('terminate called without an active exception')."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] not in ('train', 'test'):
-        print(USAGE, file=sys.stderr)
-        return 2
-    from losses_plugin.options import OptionError
+    argv = _normalise_args(sys.argv[1:] if argv is None else list(argv))
+    import losses_plugin  # noqa: F401  (patches BasicSR and registers everything first)
+    from losses_plugin.checks import OptionError
+    from losses_plugin.train import TrainingStopped
+
     try:
-        run(argv[0], argv[1:])
+        parsed = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help and --version (0), usage errors (2): argparse has printed them
+        return done.code
+    try:
+        run(parsed.command, argv[1:], parsed)
     except OptionError as e:
-        print(f'basicsr {argv[0]}: error: {e}', file=sys.stderr)
+        print(f'basicsr {parsed.command}: error: {e}', file=sys.stderr)
         return 2
+    except TrainingStopped as e:
+        print(f'basicsr {parsed.command}: {e}', file=sys.stderr)
+        return e.exit_code
     return 0

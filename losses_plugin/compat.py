@@ -13,13 +13,15 @@ machine where BasicSR already worked (CUDA available, older torchvision):
   from it (whose keys are sorted); folder listings are sorted instead.
 - :func:`patch_cpu_distributed`: ``--launcher pytorch|slurm`` calls ``torch.cuda.set_device`` and
   NCCL, and DDP is given CUDA ``device_ids``; without a GPU we use gloo and plain CPU DDP.
+- :func:`patch_dist_validation`: ``SRModel.dist_validation`` validates on rank 0 alone through the
+  DDP-wrapped network and hangs for networks with buffers; every rank validates a shard instead.
+- :func:`patch_guarded_steps`: ``SRModel`` (and every model built on it) steps through
+  :class:`losses_plugin.models.training_step.StepGuard` (``train.grad_clip``, ``train.non_finite``),
+  and no model saves non-finite weights.
 """
-import collections
 import os
 import subprocess
 import sys
-
-import yaml
 
 import losses_plugin_shim
 
@@ -30,20 +32,10 @@ def patch_torchvision():
     losses_plugin_shim.install()
 
 
-class SafeOrderedLoader(getattr(yaml, 'CSafeLoader', yaml.SafeLoader)):
-    """PyYAML's safe loader (no Python object tags) that builds ``OrderedDict`` mappings."""
-
-
-def _construct_ordered_mapping(loader, node):
-    loader.flatten_mapping(node)
-    return collections.OrderedDict(loader.construct_pairs(node))
-
-
-SafeOrderedLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_ordered_mapping)
-
-
 def patch_safe_yaml():
     from basicsr.utils import options
+
+    from losses_plugin.yaml_loader import SafeOrderedLoader
 
     unsafe_ordered_yaml = options.ordered_yaml
 
@@ -54,55 +46,10 @@ def patch_safe_yaml():
     options.ordered_yaml = ordered_yaml
 
 
-def load_training_state(path, opt):
-    """Loads a ``*.state`` file onto the device the run trains on (CPU when ``num_gpu`` is 0).
-
-    The scheduler states hold ``collections.Counter`` milestones, the one non-tensor type that
-    ``torch.load(weights_only=True)`` must be told about.
-    """
-    import torch
-
-    if opt.get('num_gpu', 0) != 0 and torch.cuda.is_available():
-        device = torch.device('cuda', torch.cuda.current_device())
-    else:
-        device = torch.device('cpu')
-    with torch.serialization.safe_globals([collections.Counter]):
-        return torch.load(path, map_location=device, weights_only=True)
-
-
-def find_resume_state_path(opt):
-    """The state to resume from: ``path.resume_state``, or the latest one with ``--auto_resume``.
-
-    Like BasicSR, ``--auto_resume`` looks in ``experiments/<name>/training_states`` under the
-    current working directory.
-    """
-    if not opt['auto_resume']:
-        return opt['path'].get('resume_state')
-    state_dir = os.path.join('experiments', opt['name'], 'training_states')
-    if not os.path.isdir(state_dir):
-        return None
-    iters = [int(f[:-len('.state')]) for f in os.listdir(state_dir) if f.endswith('.state') and f[:-6].isdigit()]
-    if not iters:
-        return None
-    path = os.path.join(state_dir, f'{max(iters)}.state')
-    opt['path']['resume_state'] = path
-    return path
-
-
-def load_resume_state(opt):
-    """Device-aware replacement of ``basicsr.train.load_resume_state``."""
-    from basicsr.utils import check_resume
-
-    path = find_resume_state_path(opt)
-    if path is None:
-        return None
-    state = load_training_state(path, opt)
-    check_resume(opt, state['iter'])
-    return state
-
-
 def patch_cpu_resume():
     import basicsr.train
+
+    from losses_plugin.resume import load_resume_state
 
     basicsr.train.load_resume_state = load_resume_state
 
@@ -157,14 +104,12 @@ def _model_to_cpu_ddp(model, net):
     return DistributedDataParallel(net, find_unused_parameters=model.opt.get('find_unused_parameters', False))
 
 
-# Set to True (the CLI does, for ``num_gpu: 0``) to train distributed on CPU even where CUDA exists.
-cpu_distributed = False
-
-
 def patch_cpu_distributed():
     import torch
     from basicsr.models.base_model import BaseModel
     from basicsr.utils import dist_util
+
+    from losses_plugin.distributed import settings
 
     cuda_init = {'_init_dist_pytorch': dist_util._init_dist_pytorch, '_init_dist_slurm': dist_util._init_dist_slurm}
     cpu_init = {'_init_dist_pytorch': _init_dist_pytorch_cpu, '_init_dist_slurm': _init_dist_slurm_cpu}
@@ -172,7 +117,7 @@ def patch_cpu_distributed():
     def dispatch(name):
 
         def init(backend, **kwargs):
-            chosen = cuda_init if torch.cuda.is_available() and not cpu_distributed else cpu_init
+            chosen = cuda_init if torch.cuda.is_available() and not settings.cpu_backend else cpu_init
             return chosen[name](backend, **kwargs)
 
         return init
@@ -190,6 +135,50 @@ def patch_cpu_distributed():
     BaseModel.model_to_device = model_to_device
 
 
+def patch_dist_validation():
+    from basicsr.models.sr_model import SRModel
+
+    from losses_plugin.models.sharded_validation import sharded_dist_validation
+
+    def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        sharded_dist_validation(self, dataloader, current_iter, tb_logger, save_img)
+
+    SRModel.dist_validation = dist_validation
+
+
+def patch_guarded_steps():
+    from basicsr.models.base_model import BaseModel
+    from basicsr.models.sr_model import SRModel
+
+    from losses_plugin.models import training_step
+
+    basicsr_init_training_settings = SRModel.init_training_settings
+    basicsr_update_learning_rate = BaseModel.update_learning_rate
+    basicsr_save_network = BaseModel.save_network
+
+    def init_training_settings(self):
+        self.step_guard = training_step.StepGuard(self)  # reads and checks its options first
+        basicsr_init_training_settings(self)
+
+    def update_learning_rate(self, current_iter, warmup_iter=-1):
+        if getattr(self, 'step_guard', None) is not None:
+            self.step_guard.before_schedulers_step()
+        basicsr_update_learning_rate(self, current_iter, warmup_iter)
+
+    def optimize_parameters(self, current_iter):
+        training_step.sr_model_optimize_parameters(self, current_iter)
+
+    def save_network(self, net, net_label, current_iter, param_key='params'):
+        for one in net if isinstance(net, list) else [net]:
+            training_step.check_finite_weights(one, net_label, current_iter)
+        basicsr_save_network(self, net, net_label, current_iter, param_key)
+
+    SRModel.init_training_settings = init_training_settings
+    SRModel.optimize_parameters = optimize_parameters
+    BaseModel.update_learning_rate = update_learning_rate
+    BaseModel.save_network = save_network
+
+
 def apply():
     """Applies every patch once; :func:`patch_torchvision` must run before ``import basicsr``."""
     global _applied
@@ -200,4 +189,6 @@ def apply():
     patch_cpu_resume()
     patch_sorted_folders()
     patch_cpu_distributed()
+    patch_dist_validation()
+    patch_guarded_steps()
     _applied = True

@@ -9,7 +9,8 @@ import os
 
 import yaml
 
-from losses_plugin.compat import SafeOrderedLoader
+from losses_plugin.checks import OptionError, check_existing_file
+from losses_plugin.yaml_loader import SafeOrderedLoader
 
 PREPARE_HINT = ('Prepare the data with `python scripts/prepare_dataset.py --help` (image folders such as '
                 'DIV2K, Flickr2K or BSD -> sub-images, bicubic LR and LMDB), or try the CPU demo options in '
@@ -18,10 +19,6 @@ PREPARE_HINT = ('Prepare the data with `python scripts/prepare_dataset.py --help
 DATA_PATH_KEYS = ('dataroot_gt', 'dataroot_lq', 'meta_info_file')
 REQUIRED_KEYS = {True: ('name', 'model_type', 'num_gpu', 'datasets', 'path', 'train', 'logger'),
                  False: ('name', 'model_type', 'num_gpu', 'datasets', 'path')}
-
-
-class OptionError(ValueError):
-    """An option file or command line that cannot run; the message says what to change."""
 
 
 def read_option_file(path):
@@ -110,18 +107,9 @@ def check_dataset_paths(opt):
 
 def check_pretrained_paths(opt):
     for key, path in (opt.get('path') or {}).items():
-        if key.startswith('pretrain_network') and path is not None and not os.path.isfile(os.path.expanduser(path)):
-            raise OptionError(f"path.{key}: '{path}' does not exist (relative to {os.getcwd()}); train the network "
-                              'it names first, or set it to ~ to start from scratch')
-
-
-def check_uncertainty_estimator(opt):
-    """UDLModel's stage udl reads the frozen stage-1 network from train.uncertainty_estimator.pretrain_path."""
-    estimator = (opt.get('train') or {}).get('uncertainty_estimator')
-    path = estimator.get('pretrain_path') if isinstance(estimator, dict) else None
-    if path is not None and not os.path.isfile(os.path.expanduser(path)):
-        raise OptionError(f"train.uncertainty_estimator.pretrain_path: '{path}' does not exist (relative to "
-                          f'{os.getcwd()}); train the UDL stage esu first (its net_g checkpoint goes here)')
+        if key.startswith('pretrain_network'):
+            check_existing_file(f'path.{key}', path, 'train the network it names first, or set it to ~ to start '
+                                'from scratch')
 
 
 def check_options(opt, is_train, resuming=False):
@@ -145,5 +133,3 @@ def check_options(opt, is_train, resuming=False):
     check_dataset_paths(opt)
     if not (resuming or (opt.get('path') or {}).get('resume_state')):
         check_pretrained_paths(opt)
-    if is_train:
-        check_uncertainty_estimator(opt)  # also when resuming: the estimator is not part of checkpoints

@@ -1,22 +1,26 @@
 """The training pipeline behind ``basicsr train`` and ``python -m losses_plugin train``.
 
 It is BasicSR's ``train_pipeline`` loop (same options, models, logging, checkpoints and
-validation) with four differences:
+validation) with five differences:
 
 - a resumed run continues exactly: it skips the samples the interrupted epoch already used
   (BasicSR repeats the epoch from its start) and augmentations depend on the sample alone
   (:mod:`losses_plugin.data.deterministic_sampling`);
 - every rank's random generators are saved with each checkpoint and restored (:mod:`losses_plugin.rng_state`);
 - after distributed training it checks, and logs, that every rank holds the same parameters;
-- with ``logger.log_weight_maps: true`` it logs each loss's weight map at every validation.
+- with ``logger.log_weight_maps: true`` it logs each loss's weight map at every validation;
+- SIGTERM or SIGINT (a scheduler's preemption, Ctrl-C) ends the run at the end of the current
+  iteration with a resumable checkpoint of that iteration (all ranks agree which), then
+  :class:`Interrupted`.
 
 BasicSR's own ``basicsr.train.train_pipeline`` keeps working after ``import losses_plugin``
-(on CPU too); it just lacks these four.
+(on CPU too); it just lacks these five.
 """
 import datetime
 import hashlib
 import logging
 import os
+import signal
 import time
 
 import torch
@@ -30,9 +34,12 @@ from basicsr.utils import (AvgTimer, MessageLogger, get_env_info, get_root_logge
 from basicsr.utils.options import copy_opt_file, dict2str, parse_options
 
 from losses_plugin import rng_state
-from losses_plugin.compat import load_resume_state
+from losses_plugin.checks import OptionError
 from losses_plugin.data.deterministic_sampling import KeySeededDataset, ResumableEnlargedSampler
-from losses_plugin.options import OptionError
+from losses_plugin.distributed import any_rank
+from losses_plugin.models.sharded_validation import model_networks
+from losses_plugin.models.training_step import TrainingStopped
+from losses_plugin.resume import load_resume_state
 from losses_plugin.visualization import log_weight_maps
 
 
@@ -75,8 +82,42 @@ def epoch_batches(loader, opt):
         yield from loader
 
 
-def networks(model):
-    return {name: net for name, net in vars(model).items() if name.startswith('net_') and isinstance(net, torch.nn.Module)}
+class Interrupted(TrainingStopped):
+    """A stop signal ended the run after a resumable checkpoint; exits with 128 + the signal number."""
+
+    def __init__(self, signum, current_iter, state_path):
+        name = signal.Signals(signum).name
+        super().__init__(f'stopped by {name} at iteration {current_iter}; training state saved to {state_path}; '
+                         'continue with --auto_resume')
+        self.exit_code = 128 + signum
+
+
+class StopSignals:
+    """SIGTERM and SIGINT set a flag instead of killing the process; the loop reads it between iterations."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.received = 0
+        self.previous = {}
+
+    def __enter__(self):
+        for signum in self.SIGNALS:
+            self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum, frame):
+        self.received = signum
+
+    def agreed(self, device):
+        """The signal number when any rank received one, else 0; every rank calls this at the same iteration."""
+        if not any_rank(self.received, device):
+            return 0
+        return self.received or int(signal.SIGTERM)  # a rank that did not receive it stops with its peers
 
 
 def state_digest(net, kind='parameters'):
@@ -99,7 +140,7 @@ def check_ranks_agree(model, opt, logger):
     rank's last forward pass (DDP re-broadcasts rank 0's at the next one); checkpoints hold rank 0's.
     """
     digests = {}
-    for name, net in networks(model).items():
+    for name, net in model_networks(model).items():
         digests[name, 'parameters'] = state_digest(net, 'parameters')
         if any(True for _ in net.buffers()):
             digests[name, 'buffers'] = state_digest(net, 'buffers')
@@ -165,10 +206,7 @@ def train_pipeline(root_path):
                 f"\n\tWorld size: {opt['world_size']}; batch size per process: {train_loader.batch_size}"
                 f'\n\tIterations per epoch: {iters_per_epoch}; total iterations: {total_iters}.')
 
-    try:
-        model = build_model(opt)
-    except (ValueError, FileNotFoundError) as err:  # option mistakes found by the losses, networks and models
-        raise OptionError(str(err)) from err
+    model = build_model(opt)
     current_iter = 0
     if resume_state:
         model.resume_training(resume_state)
@@ -181,41 +219,49 @@ def train_pipeline(root_path):
     logger.info(f'Start training from epoch: {epoch}, iter: {current_iter}')
     data_timer, iter_timer = AvgTimer(), AvgTimer()
     start_time = time.time()
-    while current_iter < total_iters:
-        sampler.set_epoch(epoch, skip=skip_iters * train_loader.batch_size)
-        skip_iters = 0
-        for train_data in epoch_batches(train_loader, opt):
-            data_timer.record()
-            current_iter += 1
-            model.update_learning_rate(current_iter, warmup_iter=opt['train'].get('warmup_iter', -1))
-            if hasattr(model, 'set_epoch'):  # models with per-epoch schedules (TLWModel's k)
-                model.set_epoch(epoch)
-            model.feed_data(train_data)
-            model.optimize_parameters(current_iter)
-            iter_timer.record()
-            if current_iter == 1:
-                msg_logger.reset_start_time()
-            if current_iter % opt['logger']['print_freq'] == 0:
-                log_vars = {'epoch': epoch, 'iter': current_iter, 'lrs': model.get_current_learning_rate(),
-                            'time': iter_timer.get_avg_time(), 'data_time': data_timer.get_avg_time()}
-                log_vars.update(model.get_current_log())
-                msg_logger(log_vars)
-            save_now = current_iter % opt['logger']['save_checkpoint_freq'] == 0
-            if save_now:
-                logger.info('Saving models and training states.')
-                model.save(epoch, current_iter)
-            if opt.get('val') is not None and current_iter % opt['val']['val_freq'] == 0:
-                if tb_logger and opt['logger'].get('log_weight_maps'):
-                    log_weight_maps(model, tb_logger, current_iter)  # before validation replaces model.output
-                for val_loader in val_loaders:
-                    model.validation(val_loader, current_iter, tb_logger, opt['val']['save_img'])
-            if save_now:
-                rng_state.save(opt, current_iter, iters_per_epoch)
-            if current_iter >= total_iters:
-                break
-            data_timer.start()
-            iter_timer.start()
-        epoch += 1
+    with StopSignals() as stop:
+        while current_iter < total_iters:
+            sampler.set_epoch(epoch, skip=skip_iters * train_loader.batch_size)
+            skip_iters = 0
+            for train_data in epoch_batches(train_loader, opt):
+                data_timer.record()
+                current_iter += 1
+                model.update_learning_rate(current_iter, warmup_iter=opt['train'].get('warmup_iter', -1))
+                model.feed_data(train_data)
+                model.optimize_parameters(current_iter)
+                iter_timer.record()
+                if current_iter == 1:
+                    msg_logger.reset_start_time()
+                if current_iter % opt['logger']['print_freq'] == 0:
+                    log_vars = {'epoch': epoch, 'iter': current_iter, 'lrs': model.get_current_learning_rate(),
+                                'time': iter_timer.get_avg_time(), 'data_time': data_timer.get_avg_time()}
+                    log_vars.update(model.get_current_log())
+                    msg_logger(log_vars)
+                save_now = current_iter % opt['logger']['save_checkpoint_freq'] == 0
+                if save_now:
+                    logger.info('Saving models and training states.')
+                    model.save(epoch, current_iter)
+                if opt.get('val') is not None and current_iter % opt['val']['val_freq'] == 0:
+                    if tb_logger and opt['logger'].get('log_weight_maps'):
+                        log_weight_maps(model, tb_logger, current_iter)  # before validation replaces model.output
+                    for val_loader in val_loaders:
+                        model.validation(val_loader, current_iter, tb_logger, opt['val']['save_img'])
+                if save_now:
+                    rng_state.save(opt, current_iter, iters_per_epoch)
+                signum = stop.agreed(model.device)
+                if signum:
+                    if not save_now:
+                        model.save(epoch, current_iter)
+                        rng_state.save(opt, current_iter, iters_per_epoch)
+                    state_path = os.path.join(opt['path']['training_states'], f'{current_iter}.state')
+                    logger.info(f'Stopped by {signal.Signals(signum).name}: saved the training state of iteration '
+                                f'{current_iter}.')
+                    raise Interrupted(signum, current_iter, state_path)
+                if current_iter >= total_iters:
+                    break
+                data_timer.start()
+                iter_timer.start()
+            epoch += 1
 
     logger.info(f'End of training. Time consumed: {datetime.timedelta(seconds=int(time.time() - start_time))}')
     logger.info('Save the latest model.')

@@ -10,6 +10,8 @@ from basicsr.models.lr_scheduler import MultiStepRestartLR
 
 import losses_plugin_shim
 from losses_plugin import compat
+from losses_plugin.resume import find_resume_state_path, load_training_state
+from losses_plugin.yaml_loader import SafeOrderedLoader
 from losses_plugin.registration import REGISTERED_MODULES
 
 LIST_REGISTRIES = '''
@@ -58,10 +60,10 @@ def test_hook_answers_only_for_the_removed_module():
 
 
 def test_safe_loader_keeps_order_and_refuses_tags():
-    loaded = yaml.load('b: 1\na: {d: 2, c: 3}\n', Loader=compat.SafeOrderedLoader)
+    loaded = yaml.load('b: 1\na: {d: 2, c: 3}\n', Loader=SafeOrderedLoader)
     assert isinstance(loaded, collections.OrderedDict) and list(loaded) == ['b', 'a'] and list(loaded['a']) == ['d', 'c']
     try:
-        yaml.load('x: !!python/name:os.system\n', Loader=compat.SafeOrderedLoader)
+        yaml.load('x: !!python/name:os.system\n', Loader=SafeOrderedLoader)
     except yaml.constructor.ConstructorError:
         pass
     else:
@@ -79,7 +81,7 @@ def test_training_state_loads_on_cpu(tmp_path):
     path = tmp_path / '7.state'
     torch.save({'epoch': 1, 'iter': 7, 'optimizers': [optimizer.state_dict()],
                 'schedulers': [scheduler.state_dict()]}, path)
-    state = compat.load_training_state(str(path), {'num_gpu': 0})
+    state = load_training_state(str(path), {'num_gpu': 0})
     assert state['iter'] == 7
     assert state['schedulers'][0]['milestones'] == collections.Counter([3, 5])
     assert state['optimizers'][0]['state'][0]['exp_avg'].device.type == 'cpu'
@@ -92,7 +94,7 @@ def test_auto_resume_picks_the_latest_state(tmp_path, monkeypatch):
     for name in ('5.state', '40.state', '100_rng.pth', '9.state'):
         (states / name).write_bytes(b'')
     opt = {'auto_resume': True, 'name': 'run', 'path': {}}
-    assert compat.find_resume_state_path(opt) == 'experiments/run/training_states/40.state'
+    assert find_resume_state_path(opt) == 'experiments/run/training_states/40.state'
     assert opt['path']['resume_state'] == 'experiments/run/training_states/40.state'
 
 

@@ -15,12 +15,40 @@ def run_main(args, capsys):
 
 def test_no_command_prints_usage(capsys):
     code, err = run_main([], capsys)
-    assert code == 2 and 'usage: basicsr {train,test}' in err
+    assert code == 2 and err.startswith('usage: basicsr') and '{train,test}' in err
+
+
+@pytest.mark.parametrize('args, shows', [
+    (['--help'], ['{train,test}', 'train a model from an option file', 'examples:', 'torchrun']),
+    (['train', '--help'], ['-opt FILE.yml', '--auto_resume', '--launcher {none,pytorch,slurm}', 'examples:']),
+    (['test', '--help'], ['-opt FILE.yml', '--launcher {none,pytorch,slurm}', 'examples:']),
+])
+def test_help_prints_usage_and_exits_0(args, shows, capsys):
+    code = cli.main(args)
+    out = capsys.readouterr().out
+    assert code == 0 and out.startswith('usage: basicsr')
+    assert all(text in out for text in shows), out
+    assert ('[--auto_resume]' in out) == (args[0] == 'train')  # only training resumes
+
+
+def test_version_names_the_package_and_basicsr(capsys):
+    import basicsr
+
+    import losses_plugin
+    assert cli.main(['--version']) == 0
+    assert capsys.readouterr().out.strip() == f'losses_plugin {losses_plugin.__version__}, BasicSR {basicsr.__version__}'
+
+
+def test_console_script_help_exits_0():
+    import subprocess
+    from pathlib import Path
+    result = subprocess.run([str(Path(sys.executable).parent / 'basicsr'), '--help'], capture_output=True, text=True)
+    assert result.returncode == 0 and 'usage: basicsr' in result.stdout
 
 
 def test_missing_opt_argument(capsys):
     code, err = run_main(['train'], capsys)
-    assert code == 2 and 'the -opt option file is required' in err
+    assert code == 2 and 'the following arguments are required: -opt' in err
 
 
 def test_missing_option_file(tmp_path, capsys):

@@ -8,6 +8,8 @@ from functools import partial
 import cv2
 import numpy as np
 
+from losses_plugin.checks import OptionError
+
 # Where each colour is sampled in a 2x2 Bayer tile, as (row, column) offsets; images are BGR (cv2).
 BAYER_PATTERNS = {
     'rggb': {'r': [(0, 0)], 'g': [(0, 1), (1, 0)], 'b': [(1, 1)]},
@@ -94,27 +96,27 @@ def jpeg(img, rng, quality=25, grid_shift=False):
 
 def _check_bayer_noise_demosaic(where, pattern='rggb', noise_a=0.005, noise_b=0.0001, clip=True):
     if pattern not in BAYER_PATTERNS:
-        raise ValueError(f"{where}.pattern: expected one of {', '.join(BAYER_PATTERNS)}, got {pattern!r}")
+        raise OptionError(f"{where}.pattern: expected one of {', '.join(BAYER_PATTERNS)}, got {pattern!r}")
     for name, value in (('noise_a', noise_a), ('noise_b', noise_b)):
         if not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f'{where}.{name}: expected a number >= 0, got {value!r}')
+            raise OptionError(f'{where}.{name}: expected a number >= 0, got {value!r}')
 
 
 def _check_jpeg(where, quality=25, grid_shift=False):
     if not isinstance(grid_shift, bool):
-        raise ValueError(f'{where}.grid_shift: expected true or false, got {grid_shift!r}')
+        raise OptionError(f'{where}.grid_shift: expected true or false, got {grid_shift!r}')
     levels = [quality] if np.isscalar(quality) else list(quality)
     if len(levels) not in (1, 2) or not all(isinstance(q, int) and 0 <= q <= 100 for q in levels):
-        raise ValueError(f'{where}.quality: expected an integer in [0, 100] or [low, high], got {quality!r}')
+        raise OptionError(f'{where}.quality: expected an integer in [0, 100] or [low, high], got {quality!r}')
 
 
 def _check_gaussian_noise(where, sigma=None, sigma_range=None, clip=False):
     if (sigma is None) == (sigma_range is None):
-        raise ValueError(f'{where}: give exactly one of sigma and sigma_range')
+        raise OptionError(f'{where}: give exactly one of sigma and sigma_range')
     if sigma is not None and (not isinstance(sigma, (int, float)) or sigma < 0):
-        raise ValueError(f'{where}.sigma: expected a number >= 0 (0-255 scale), got {sigma!r}')
+        raise OptionError(f'{where}.sigma: expected a number >= 0 (0-255 scale), got {sigma!r}')
     if sigma_range is not None and (len(sigma_range) != 2 or not 0 <= sigma_range[0] <= sigma_range[1]):
-        raise ValueError(f'{where}.sigma_range: expected [low, high] with 0 <= low <= high, got {sigma_range!r}')
+        raise OptionError(f'{where}.sigma_range: expected [low, high] with 0 <= low <= high, got {sigma_range!r}')
 
 
 DEGRADATIONS = {
@@ -127,18 +129,18 @@ DEGRADATIONS = {
 def build_degradations(specs, where='degradations'):
     """YAML list of ``{type: NAME, **options}`` -> list of ``f(img, rng)``, checked up front."""
     if not isinstance(specs, (list, tuple)) or not specs:
-        raise ValueError(f'{where}: expected a non-empty list of {{type: ..., options}}, got {specs!r}')
+        raise OptionError(f'{where}: expected a non-empty list of {{type: ..., options}}, got {specs!r}')
     built = []
     for i, spec in enumerate(specs):
         options = dict(spec)
         kind = options.pop('type', None)
         if kind not in DEGRADATIONS:
-            raise ValueError(f"{where}[{i}].type: '{kind}' is not a degradation; known: {', '.join(DEGRADATIONS)}")
+            raise OptionError(f"{where}[{i}].type: '{kind}' is not a degradation; known: {', '.join(DEGRADATIONS)}")
         function, check = DEGRADATIONS[kind]
         try:
             check(f'{where}[{i}]', **options)
         except TypeError as e:
-            raise ValueError(f'{where}[{i}] ({kind}): {e}') from None
+            raise OptionError(f'{where}[{i}] ({kind}): {e}') from None
         built.append(partial(function, **options))
     return built
 

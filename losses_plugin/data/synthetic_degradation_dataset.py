@@ -7,6 +7,7 @@ from basicsr.utils.color_util import bgr2ycbcr
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
+from losses_plugin.checks import OptionError
 from losses_plugin.data.degradations import apply_degradations, build_degradations
 
 COLORS = ('rgb', 'y')
@@ -38,7 +39,7 @@ class SyntheticDegradationDataset(data.Dataset):
         self.degradations = build_degradations(opt.get('degradations'), f"datasets.{opt.get('name')}.degradations")
         self.color = opt.get('color', 'rgb')
         if self.color not in COLORS:
-            raise ValueError(f"datasets.{opt.get('name')}.color: expected one of {COLORS}, got {self.color!r}")
+            raise OptionError(f"datasets.{opt.get('name')}.color: expected one of {COLORS}, got {self.color!r}")
         root = opt['dataroot_gt']
         if self.io_backend_opt['type'] == 'lmdb':
             self.io_backend_opt.update(db_paths=[root], client_keys=['gt'])

@@ -8,8 +8,8 @@ pseudo-code, both images before the base loss.
 import torch
 from basicsr.utils.registry import LOSS_REGISTRY
 
-from losses_plugin.losses.pixel_loss_base import (BASE_ERRORS, PixelLoss, as_images, at_least_float32, base_error,
-                                                  check_choice)
+from losses_plugin.checks import check_choice
+from losses_plugin.losses.pixel_loss_base import BASE_ERRORS, PixelLoss, as_images, at_least_float32, base_error
 from losses_plugin.losses.weighted_error import FAST_BASES, weighted_error_sum
 
 MASKS = ('tanh_inverse', 'quartile')

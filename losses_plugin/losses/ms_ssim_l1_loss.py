@@ -3,7 +3,8 @@ from basicsr.utils.registry import LOSS_REGISTRY
 
 from losses_plugin.losses.gaussian_filter import PADDINGS, check_sigmas, gaussian_filter
 from losses_plugin.losses.ms_ssim_loss import PAPER_SIGMAS, ms_ssim_sigmas_map
-from losses_plugin.losses.pixel_loss_base import PixelLoss, as_images, check_choice, check_number
+from losses_plugin.checks import OptionError, check_choice, check_number
+from losses_plugin.losses.pixel_loss_base import PixelLoss, as_images
 
 
 @LOSS_REGISTRY.register()
@@ -24,7 +25,7 @@ class MSSSIML1Loss(PixelLoss):
         super().__init__(loss_weight, reduction)
         check_number('MSSSIML1Loss', 'alpha', alpha, minimum=0)
         if alpha > 1:
-            raise ValueError(f"MSSSIML1Loss: option 'alpha' must be in [0, 1], got {alpha!r}")
+            raise OptionError(f"MSSSIML1Loss: option 'alpha' must be in [0, 1], got {alpha!r}")
         check_choice('MSSSIML1Loss', 'padding', padding, PADDINGS)
         check_number('MSSSIML1Loss', 'data_range', data_range)
         check_sigmas('MSSSIML1Loss', sigmas)

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from basicsr.utils.registry import LOSS_REGISTRY
 
 from losses_plugin.losses.gaussian_filter import PADDINGS, check_sigmas
-from losses_plugin.losses.pixel_loss_base import PixelLoss, as_images, check_choice, check_number
+from losses_plugin.checks import check_choice, check_number
+from losses_plugin.losses.pixel_loss_base import PixelLoss, as_images
 from losses_plugin.losses.ssim_loss import luminance_and_contrast_structure
 
 MODES = ('sigmas', 'pyramid')

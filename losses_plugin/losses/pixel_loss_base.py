@@ -1,5 +1,5 @@
-"""Shared mechanics of every loss in this package: option checks, input checks, base pixel errors,
-reductions, and the BasicSR loss interface.
+"""Shared mechanics of every loss in this package: base pixel errors, reductions, and the BasicSR
+loss interface (option and input checks are :mod:`losses_plugin.checks`).
 
 Reductions here are plain means over elements, ``1/(CHW) * sum(w * err)`` per the papers, not
 BasicSR's ``weighted_loss`` mean, which divides by ``sum(w)``.
@@ -7,48 +7,11 @@ BasicSR's ``weighted_loss`` mean, which divides by ``sum(w)``.
 import torch
 from torch import nn
 
+from losses_plugin.checks import check_choice, check_finite, check_inputs, check_number
+
 REDUCTIONS = ('none', 'mean', 'sum')
 BASE_ERRORS = ('l1', 'mse', 'charbonnier')
 CHARBONNIER_EPS = 1e-12  # as BasicSR's CharbonnierLoss
-
-
-def check_choice(loss_name, option, value, choices):
-    if value not in choices:
-        raise ValueError(f"{loss_name}: option '{option}' must be one of {', '.join(map(repr, choices))}, got {value!r}")
-
-
-def check_number(loss_name, option, value, minimum=None):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{loss_name}: option '{option}' must be a number, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{loss_name}: option '{option}' must be >= {minimum}, got {value!r}")
-
-
-def check_inputs(loss_name, pred, target, weight=None):
-    """Shapes and dtypes BasicSR feeds: floating tensors of one shape, at least (C, H, W)."""
-    for name, tensor in (('pred', pred), ('target', target)):
-        if not torch.is_tensor(tensor) or not tensor.is_floating_point():
-            raise ValueError(f'{loss_name}: {name} must be a floating-point tensor, got '
-                             f'{getattr(tensor, "dtype", type(tensor).__name__)}')
-    if pred.shape != target.shape:
-        raise ValueError(f'{loss_name}: pred and target must have the same shape, got {tuple(pred.shape)} '
-                         f'and {tuple(target.shape)}')
-    if pred.dim() < 4:
-        raise ValueError(f'{loss_name}: expected (N, C, H, W) or (N, T, C, H, W) tensors, got {tuple(pred.shape)}')
-    if weight is not None:
-        try:
-            fits = torch.broadcast_shapes(weight.shape, pred.shape) == pred.shape
-        except RuntimeError:
-            fits = False
-        if not fits:
-            raise ValueError(f'{loss_name}: weight of shape {tuple(weight.shape)} does not broadcast to '
-                             f'{tuple(pred.shape)}')
-
-
-def check_finite(loss_name, **tensors):
-    for name, tensor in tensors.items():
-        if tensor is not None and not torch.isfinite(tensor).all():
-            raise ValueError(f'{loss_name}: {name} contains NaN or Inf')
 
 
 def base_error(pred, target, base):
@@ -137,7 +100,9 @@ class PixelLoss(nn.Module):
                     loss_map = loss_map.reshape(pred.shape) * at_least_float32(weight)
                 reduced = reduce(loss_map, self.reduction)
         loss = self.loss_weight * reduced
-        # One check of the result instead of a pass over each input on every call.
+        # One check of the result instead of a pass over each input on every call. A non-finite pred (a
+        # diverging network) gives a non-finite loss, which the training step's non-finite policy reports;
+        # a non-finite target or weight is bad data.
         if self.reduction == 'none' or not torch.isfinite(loss):
-            check_finite(name, pred=pred, target=target, weight=weight)
+            check_finite(name, target=target, weight=weight)
         return loss

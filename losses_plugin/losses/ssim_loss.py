@@ -4,7 +4,8 @@ import torch
 from basicsr.utils.registry import LOSS_REGISTRY
 
 from losses_plugin.losses.gaussian_filter import PADDINGS, gaussian_filter
-from losses_plugin.losses.pixel_loss_base import PixelLoss, as_images, check_choice, check_number
+from losses_plugin.checks import OptionError, check_choice, check_number
+from losses_plugin.losses.pixel_loss_base import PixelLoss, as_images
 
 K1, K2 = 0.01, 0.03
 
@@ -50,9 +51,9 @@ class SSIMLoss(PixelLoss):
         super().__init__(loss_weight, reduction)
         check_number('SSIMLoss', 'sigma', sigma)
         if sigma <= 0:
-            raise ValueError(f"SSIMLoss: option 'sigma' must be > 0, got {sigma!r}")
+            raise OptionError(f"SSIMLoss: option 'sigma' must be > 0, got {sigma!r}")
         if window_size is not None and (not isinstance(window_size, int) or window_size < 1 or window_size % 2 == 0):
-            raise ValueError(f"SSIMLoss: option 'window_size' must be an odd positive integer, got {window_size!r}")
+            raise OptionError(f"SSIMLoss: option 'window_size' must be an odd positive integer, got {window_size!r}")
         check_number('SSIMLoss', 'data_range', data_range)
         check_choice('SSIMLoss', 'padding', padding, PADDINGS)
         self.sigma, self.data_range, self.padding = sigma, data_range, padding

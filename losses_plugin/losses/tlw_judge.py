@@ -16,6 +16,7 @@ import warnings
 import torch
 from torch import nn
 
+from losses_plugin.checks import OptionError
 from losses_plugin.losses.ms_ssim_loss import PYRAMID_RADIUS, WANG_WEIGHTS, ms_ssim_pyramid
 from losses_plugin.losses.ssim_loss import SSIMLoss
 
@@ -119,9 +120,9 @@ def build_judge(opt):
     opt = dict(opt or {'type': 'ms_ssim'})
     judge_type = opt.pop('type', None)
     if judge_type not in JUDGES:
-        raise ValueError(f"train.tlw.judge.type must be one of {', '.join(map(repr, JUDGES))}, got {judge_type!r}")
+        raise OptionError(f"train.tlw.judge.type must be one of {', '.join(map(repr, JUDGES))}, got {judge_type!r}")
     try:
         judge = JUDGES[judge_type](**opt)
     except TypeError as err:
-        raise ValueError(f'train.tlw.judge ({judge_type}): {err}') from None
+        raise OptionError(f'train.tlw.judge ({judge_type}): {err}') from None
     return judge.requires_grad_(False).eval()

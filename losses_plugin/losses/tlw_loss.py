@@ -6,7 +6,8 @@ import torch
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
-from losses_plugin.losses.pixel_loss_base import at_least_float32, check_choice, check_inputs, check_number
+from losses_plugin.checks import OptionError, check_choice, check_inputs, check_number
+from losses_plugin.losses.pixel_loss_base import at_least_float32
 from losses_plugin.losses.weighted_error import weighted_error_sum
 
 FORMS = ('weighted_sum', 'log_posterior')
@@ -65,7 +66,7 @@ class TLWLoss(nn.Module):
         check_number('TLWLoss', 'mse_offset', mse_offset, minimum=0)
         check_number('TLWLoss', 'loss_weight', loss_weight)
         if base == 'mse' and mse_offset == 0:
-            raise ValueError("TLWLoss: option 'mse_offset' must be > 0 with base 'mse' (it divides by |e| + offset)")
+            raise OptionError("TLWLoss: option 'mse_offset' must be > 0 with base 'mse' (it divides by |e| + offset)")
         self.base, self.form, self.mse_offset, self.loss_weight = base, form, mse_offset, loss_weight
 
     def pixel_weights(self, w, error):
@@ -86,8 +87,8 @@ class TLWLoss(nn.Module):
                              f'{tuple(weights.shape)} and {tuple(wc.shape)}')
         pred32, target32 = at_least_float32(pred), at_least_float32(target)
         weights, wc = weights.detach().to(pred32.dtype), wc.detach().to(pred32.dtype)
-        if not (torch.isfinite(wc).all() and (wc > 0).all()):
-            raise ValueError('TLWLoss: the weight criteria wc must be finite and > 0')
+        if (wc <= 0).any():  # (a non-finite wc from a non-finite pred gives a non-finite loss, as pred would)
+            raise ValueError('TLWLoss: the weight criteria wc must be > 0')
         with torch.autocast(device_type=pred.device.type, enabled=False):
             if self.form == 'weighted_sum':
                 share = (wc / wc.sum(dim=0)).view(*wc.shape, 1, 1, 1)
@@ -101,6 +102,4 @@ class TLWLoss(nn.Module):
                 expected = (self.pixel_weights(weights, error.detach()) * err).mean(dim=(-3, -2, -1))  # (T, N)
                 log_posterior = torch.logsumexp(wc.log() - expected, dim=0) - wc.sum(dim=0).log()
                 loss = -log_posterior.mean()
-        if not torch.isfinite(loss):
-            raise ValueError('TLWLoss: the loss is not finite; check pred, target and the weighting network')
         return self.loss_weight * loss

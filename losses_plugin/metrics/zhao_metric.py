@@ -10,6 +10,7 @@ import piq
 import torch
 from basicsr.utils.registry import METRIC_REGISTRY
 
+from losses_plugin.checks import OptionError
 from losses_plugin.metrics.image_pair import prepared_pair
 
 
@@ -49,7 +50,7 @@ def calculate_fsim(img, img2, crop_border, input_order='HWC', test_y_channel=Fal
     """Feature similarity (Zhang et al. 2011) on luminance, or FSIMc with ``chromatic=True``; higher is better."""
     x, y = _as_tensors(img, img2, crop_border, input_order, test_y_channel, 'calculate_fsim')
     if chromatic and x.shape[1] != 3:
-        raise ValueError('calculate_fsim: chromatic (FSIMc) needs RGB images; set test_y_channel: false')
+        raise OptionError('calculate_fsim: chromatic (FSIMc) needs RGB images; set test_y_channel: false')
     return piq.fsim(x, y, data_range=1.0, chromatic=chromatic).item()
 
 

@@ -9,17 +9,20 @@ Algorithm 1 runs the SR network twice (without, then with gradient); theta does 
 the two, so one forward with gradient gives the same x_hat for both uses.
 
 The ratio k of the weight sum to the image size grows per epoch: ``k = k_span*(1 - exp(-epoch/tau)) + k0``.
+The epoch is derived from the iteration and the epoch length of the training set (as BasicSR's loader
+makes it), so BasicSR's own ``train_pipeline`` and ``basicsr train`` follow the same schedule.
 """
 import math
 from collections import OrderedDict
 
 import torch
 from basicsr.archs import build_network
+from basicsr.data import build_dataset
 from basicsr.models.lr_scheduler import CosineAnnealingRestartLR, MultiStepRestartLR
 from basicsr.models.sr_model import SRModel
-from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from losses_plugin.checks import OptionError
 from losses_plugin.losses.tlw_judge import build_judge
 from losses_plugin.losses.tlw_loss import WC_EPS, TLWLoss, weight_criterion
 
@@ -33,6 +36,18 @@ def k_at_epoch(epoch, k0=0.3, k_span=0.6, tau=200):
     return k_span * (1 - math.exp(-epoch / tau)) + k0
 
 
+def iterations_per_epoch(opt):
+    """Iterations in one epoch of ``datasets.train``, as BasicSR's loader makes them: its
+    ``EnlargedSampler`` gives each rank ``ceil(len * enlarge_ratio / world_size)`` samples, in full batches."""
+    dataset_opt = (opt.get('datasets') or {}).get('train')
+    if dataset_opt is None:
+        raise OptionError('TLWModel: the k schedule counts epochs of datasets.train, which the options lack; '
+                          'set train.tlw.iters_per_epoch instead')
+    samples = math.ceil(len(build_dataset(dataset_opt)) * dataset_opt.get('dataset_enlarge_ratio', 1) /
+                        opt['world_size'])
+    return max(samples // dataset_opt['batch_size_per_gpu'], 1)
+
+
 @MODEL_REGISTRY.register()
 class TLWModel(SRModel):
     """SRModel plus the weighting network ``network_w`` (e.g. TLWWeightingNet) trained by EM.
@@ -42,28 +57,29 @@ class TLWModel(SRModel):
         scheduler_w (dict, optional): its scheduler; default: a copy of ``scheduler``.
         pixel_opt: must be a TLWLoss.
         tlw (dict, optional): ``judge`` ({type: lpips|ms_ssim|ssim|l1, ...}; default ms_ssim),
-            ``k0``, ``k_span``, ``tau`` (the k schedule; defaults 0.3, 0.6, 200), ``wc_eps`` (1e-3).
+            ``k0``, ``k_span``, ``tau`` (the k schedule; defaults 0.3, 0.6, 200), ``wc_eps`` (1e-3),
+            ``iters_per_epoch`` (the epoch length k counts in; default: that of ``datasets.train``).
     ``path.pretrain_network_w`` loads a weighting network; ``net_w`` is saved with every checkpoint.
     """
-
-    def __init__(self, opt):
-        self.epoch = None
-        super().__init__(opt)
 
     def init_training_settings(self):
         train_opt = self.opt['train']
         if 'network_w' not in self.opt:
-            raise ValueError('TLWModel: the option file needs network_w (e.g. {type: TLWWeightingNet})')
+            raise OptionError('TLWModel: the option file needs network_w (e.g. {type: TLWWeightingNet})')
         if 'optim_w' not in train_opt:
-            raise ValueError('TLWModel: train.optim_w (the weighting network\'s optimiser) is missing')
+            raise OptionError('TLWModel: train.optim_w (the weighting network\'s optimiser) is missing')
         tlw_opt = dict(train_opt.get('tlw') or {})
-        unknown = set(tlw_opt) - {'judge', 'wc_eps', *K_SCHEDULE}
+        unknown = set(tlw_opt) - {'judge', 'wc_eps', 'iters_per_epoch', *K_SCHEDULE}
         if unknown:
-            raise ValueError(f"TLWModel: unknown train.tlw option(s) {', '.join(sorted(unknown))}; known: judge, "
-                             f"wc_eps, {', '.join(K_SCHEDULE)}")
+            raise OptionError(f"TLWModel: unknown train.tlw option(s) {', '.join(sorted(unknown))}; known: judge, "
+                              f"wc_eps, iters_per_epoch, {', '.join(K_SCHEDULE)}")
         self.k_schedule = {key: tlw_opt.get(key, default) for key, default in K_SCHEDULE.items()}
         self.wc_eps = tlw_opt.get('wc_eps', WC_EPS)
         self.judge = build_judge(tlw_opt.get('judge')).to(self.device)
+        self.iters_per_epoch = (tlw_opt['iters_per_epoch'] if 'iters_per_epoch' in tlw_opt
+                                else iterations_per_epoch(self.opt))
+        if isinstance(self.iters_per_epoch, bool) or not isinstance(self.iters_per_epoch, int) or self.iters_per_epoch < 1:
+            raise OptionError(f'TLWModel: train.tlw.iters_per_epoch must be an integer >= 1, got {self.iters_per_epoch!r}')
 
         self.net_w = self.model_to_device(build_network(self.opt['network_w']))
         self.print_network(self.net_w)
@@ -74,7 +90,7 @@ class TLWModel(SRModel):
         self.net_w.train()
         super().init_training_settings()
         if not isinstance(self.cri_pix, TLWLoss):
-            raise ValueError(f'TLWModel: train.pixel_opt must be a TLWLoss, got {type(self.cri_pix).__name__}')
+            raise OptionError(f'TLWModel: train.pixel_opt must be a TLWLoss, got {type(self.cri_pix).__name__}')
 
     def setup_optimizers(self):
         super().setup_optimizers()
@@ -89,20 +105,12 @@ class TLWModel(SRModel):
         super().setup_schedulers()  # one scheduler per optimiser, from train.scheduler
         scheduler_type = scheduler_w.pop('type')
         if scheduler_type not in SCHEDULERS:
-            raise ValueError(f"TLWModel: train.scheduler_w.type must be one of {', '.join(SCHEDULERS)}, "
+            raise OptionError(f"TLWModel: train.scheduler_w.type must be one of {', '.join(SCHEDULERS)}, "
                              f'got {scheduler_type!r}')
         self.schedulers[-1] = SCHEDULERS[scheduler_type](self.optimizer_w, **scheduler_w)
 
-    def set_epoch(self, epoch):
-        """The training loop of ``basicsr train`` calls this at every iteration; k follows the epoch."""
-        self.epoch = epoch
-
     def optimize_parameters(self, current_iter):
-        if self.epoch is None:
-            get_root_logger().warning('TLWModel: no epoch was set, so k stays at k0; train with `basicsr train` '
-                                      'from losses_plugin, or call model.set_epoch(epoch) in your loop')
-            self.epoch = 0
-        self.k = k_at_epoch(self.epoch, **self.k_schedule)
+        self.k = k_at_epoch((current_iter - 1) // self.iters_per_epoch, **self.k_schedule)
         net_w = self.get_bare_model(self.net_w)
         net_w.set_k(self.k)
 
@@ -115,8 +123,7 @@ class TLWModel(SRModel):
         w = net_w.sample(self.net_w(self.gt, sr), num_samples=1)[0]
         wc = weight_criterion(self.judge, w, sr, self.gt, self.wc_eps)
         l_w = -torch.log(wc).mean()
-        l_w.backward()
-        self.optimizer_w.step()
+        self.step_guard.step('net_w', self.optimizer_w, l_w, {'l_w': l_w}, current_iter)
 
         # M-step: T samples from the updated weighting network weight the SR loss (eq. 11-13)
         with torch.no_grad():
@@ -124,12 +131,11 @@ class TLWModel(SRModel):
             self.weight_samples = net_w.sample(self.weight_mean)
             wc_samples = weight_criterion(self.judge, self.weight_samples, sr, self.gt, self.wc_eps)
         l_pix = self.cri_pix(self.output, self.gt, self.weight_samples, wc_samples)
-        l_pix.backward()
-        self.optimizer_g.step()
+        stepped = self.step_guard.step('net_g', self.optimizer_g, l_pix, {'l_pix': l_pix}, current_iter)
 
         loss_dict = OrderedDict(l_pix=l_pix, l_w=l_w, wc=wc.mean(), k=torch.tensor(self.k, device=l_pix.device))
         self.log_dict = self.reduce_loss_dict(loss_dict)
-        if self.ema_decay > 0:
+        if stepped and self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 
     def weight_maps(self):

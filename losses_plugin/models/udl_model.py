@@ -17,8 +17,8 @@ from basicsr.archs import build_network
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from losses_plugin.checks import OptionError, check_existing_file
 from losses_plugin.losses.udl_loss import UDLLoss, udl_weights
-from losses_plugin.options import check_uncertainty_estimator
 
 
 @MODEL_REGISTRY.register()
@@ -33,16 +33,17 @@ class UDLModel(SRModel):
     def init_training_settings(self):
         super().init_training_settings()
         if not isinstance(self.cri_pix, UDLLoss):
-            raise ValueError(f'UDLModel: train.pixel_opt must be a UDLLoss, got {type(self.cri_pix).__name__}')
+            raise OptionError(f'UDLModel: train.pixel_opt must be a UDLLoss, got {type(self.cri_pix).__name__}')
         self.stage = self.cri_pix.stage
         if self.stage == 'udl':
             self.estimator = self.build_estimator(self.opt['train'].get('uncertainty_estimator'))
 
     def build_estimator(self, opt):
         if not isinstance(opt, dict) or 'network' not in opt or 'pretrain_path' not in opt:
-            raise ValueError('UDLModel: stage udl needs train.uncertainty_estimator: {network: <stage-1 network_g>, '
+            raise OptionError('UDLModel: stage udl needs train.uncertainty_estimator: {network: <stage-1 network_g>, '
                              'pretrain_path: <stage-1 net_g checkpoint>}')
-        check_uncertainty_estimator(self.opt)  # what the CLI checks first, for BasicSR's own train_pipeline too
+        check_existing_file('train.uncertainty_estimator.pretrain_path', opt['pretrain_path'],
+                            'train the UDL stage esu first (its net_g checkpoint goes here)')
         estimator = build_network(copy.deepcopy(opt['network'])).to(self.device)
         self.load_network(estimator, os.path.expanduser(opt['pretrain_path']), True, opt.get('param_key', 'params'))
         return estimator.requires_grad_(False).eval()
@@ -56,12 +57,11 @@ class UDLModel(SRModel):
             with torch.no_grad():
                 self.uncertainty = self.estimator(self.lq, return_uncertainty=True)[1]
         l_pix = self.cri_pix(self.output, self.gt, self.uncertainty)
-        l_pix.backward()
-        self.optimizer_g.step()
+        stepped = self.step_guard.step('net_g', self.optimizer_g, l_pix, {'l_pix': l_pix}, current_iter)
 
         loss_dict = OrderedDict(l_pix=l_pix, s=self.uncertainty.detach().mean())
         self.log_dict = self.reduce_loss_dict(loss_dict)
-        if self.ema_decay > 0:
+        if stepped and self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 
     def weight_maps(self):

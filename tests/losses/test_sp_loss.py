@@ -108,8 +108,9 @@ def test_invalid_inputs():
         SPLoss()(x[0], x[0])
     bad = x.clone()
     bad[0, 0, 0, 0] = float('nan')
-    with pytest.raises(ValueError, match='SPLoss: pred contains NaN or Inf'):
-        SPLoss()(bad, x)
+    with pytest.raises(ValueError, match='SPLoss: target contains NaN or Inf'):
+        SPLoss()(x, bad)
+    assert torch.isnan(SPLoss()(bad, x))  # a diverging network: the training step's non-finite policy reports it
     with pytest.raises(ValueError, match='SPLoss: weight of shape'):
         SPLoss()(x, x, weight=torch.ones(2, 3, 4, 4))
 

@@ -1,0 +1,159 @@
+"""The optimiser step every model shares: ``train.grad_clip`` and the non-finite policy ``train.non_finite``.
+
+    train:
+      grad_clip: {max_norm: 0.1}    # clip_grad_norm_ over the parameters of each optimiser; absent = off
+      non_finite: {max_skips: 10}   # absent = {max_skips: 0}: the first non-finite step stops training
+
+A step whose loss terms or gradients hold NaN/Inf is skipped: the optimiser does not step, the
+scheduler step of this iteration is taken back, the model's EMA is not updated, and a warning names
+the loss terms and the iteration. After more than ``max_skips`` skipped steps in a row training stops
+with :class:`NonFiniteTraining`. Under DDP every rank takes the same decision (the gradients are
+already averaged; the loss check is agreed by one all-reduce), so parameters stay identical.
+"""
+import torch
+from basicsr.utils import get_root_logger
+
+from losses_plugin.checks import OptionError
+from losses_plugin.distributed import any_rank
+
+
+class TrainingStopped(RuntimeError):
+    """Training ended early on purpose; the message says why and what was kept. The command line
+    prints it as one line and exits with ``exit_code``."""
+
+    exit_code = 1
+
+
+class NonFiniteTraining(TrainingStopped):
+    """Too many optimiser steps in a row had a non-finite loss or gradient."""
+
+
+def _read_grad_clip(opt):
+    if opt is None:
+        return None
+    if not isinstance(opt, dict) or set(opt) - {'max_norm', 'norm_type'} or 'max_norm' not in opt:
+        raise OptionError(f'train.grad_clip: expected {{max_norm: <number > 0>[, norm_type: 2]}}, got {opt!r}')
+    max_norm, norm_type = opt['max_norm'], opt.get('norm_type', 2.0)
+    for key, value in (('max_norm', max_norm), ('norm_type', norm_type)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise OptionError(f'train.grad_clip.{key}: expected a number > 0, got {value!r}')
+    return float(max_norm), float(norm_type)
+
+
+def _read_max_skips(opt):
+    if opt is None:
+        return 0
+    if not isinstance(opt, dict) or set(opt) != {'max_skips'}:
+        raise OptionError(f'train.non_finite: expected {{max_skips: <integer >= 0>}}, got {opt!r}')
+    max_skips = opt['max_skips']
+    if isinstance(max_skips, bool) or not isinstance(max_skips, int) or max_skips < 0:
+        raise OptionError(f'train.non_finite.max_skips: expected an integer >= 0, got {max_skips!r}')
+    return max_skips
+
+
+def _gradient_norm(params, grad_clip):
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return None
+    if grad_clip is not None:
+        return torch.nn.utils.clip_grad_norm_(params, grad_clip[0], norm_type=grad_clip[1])
+    return torch.nn.utils.get_total_norm(grads)
+
+
+class StepGuard:
+    """Backward, gradient check and clipping, and the optimiser step, for one model.
+
+    Args:
+        model: a BasicSR model (reads ``opt['train']``, ``optimizers``, ``schedulers``, ``device``).
+    """
+
+    def __init__(self, model):
+        train_opt = model.opt.get('train') or {}
+        self.model = model
+        self.grad_clip = _read_grad_clip(train_opt.get('grad_clip'))
+        self.max_skips = _read_max_skips(train_opt.get('non_finite'))
+        self.skips_in_a_row = {}
+        self.scheduler_states = None
+
+    def before_schedulers_step(self):
+        """Called before the iteration's scheduler step: what a skipped step restores."""
+        self.scheduler_states = [(s.state_dict(), [group['lr'] for group in o.param_groups])
+                                 for o, s in zip(self.model.optimizers, self.model.schedulers)]
+
+    def step(self, network, optimizer, loss, terms, current_iter):
+        """``loss.backward()`` then ``optimizer.step()`` unless a term or gradient is non-finite.
+
+        Args:
+            network (str): what ``optimizer`` trains, for messages ('net_g').
+            optimizer (Optimizer): the optimiser of that network; its gradients are cleared by the caller.
+            loss (Tensor): the scalar to minimise.
+            terms (dict[str, Tensor]): the logged loss terms (named in the warning when non-finite).
+            current_iter (int): for messages.
+        Returns:
+            bool: whether the optimiser stepped (False: skipped; the caller leaves its EMA alone).
+        """
+        loss.backward()  # also with a non-finite loss: under DDP every rank must join the gradient all-reduce
+        params = [p for group in optimizer.param_groups for p in group['params']]
+        bad_terms = [name for name, value in {'total': loss, **terms}.items()
+                     if torch.is_tensor(value) and not bool(torch.isfinite(value.detach()).all())]
+        norm = _gradient_norm(params, self.grad_clip)
+        bad_gradient = norm is not None and not bool(torch.isfinite(norm))
+        if not any_rank(bad_terms or bad_gradient, self.model.device):
+            optimizer.step()
+            self.skips_in_a_row[network] = 0
+            return True
+        optimizer.zero_grad(set_to_none=True)
+        self._undo_scheduler_step(optimizer)
+        skips = self.skips_in_a_row[network] = self.skips_in_a_row.get(network, 0) + 1
+        if bad_terms:
+            reason = 'non-finite ' + ', '.join(f'{name}={float(terms.get(name, loss)):g}' for name in bad_terms)
+        elif bad_gradient:
+            reason = f'non-finite gradient of {network} (the loss terms are finite)'
+        else:
+            reason = 'a non-finite loss or gradient on another rank'
+        message = (f'iteration {current_iter}: skipped the {network} step: {reason}; {skips} skipped in a row '
+                   f'(train.non_finite.max_skips: {self.max_skips})')
+        if skips > self.max_skips:
+            raise NonFiniteTraining(f'{message}. Training stopped; the last checkpoint holds finite weights and '
+                                    'resumes. Lower the learning rate, set train.grad_clip, or raise '
+                                    'train.non_finite.max_skips.')
+        get_root_logger().warning(message)
+        return False
+
+    def _undo_scheduler_step(self, optimizer):
+        if self.scheduler_states is None:
+            return
+        for (state, lrs), o, s in zip(self.scheduler_states, self.model.optimizers, self.model.schedulers):
+            if o is optimizer:
+                s.load_state_dict(state)
+                for group, lr in zip(o.param_groups, lrs):
+                    group['lr'] = lr
+
+
+def check_finite_weights(net, label, current_iter):
+    """Refuses to save a network holding NaN/Inf (the previous checkpoint then stays the last good one)."""
+    for name, tensor in net.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise NonFiniteTraining(f'{label} holds non-finite values in {name} at iteration {current_iter}: not '
+                                    'saved, so the previous checkpoint stays the last good one')
+
+
+def sr_model_optimize_parameters(model, current_iter):
+    """BasicSR's ``SRModel.optimize_parameters`` (pixel and perceptual losses on net_g) through the guard."""
+    model.optimizer_g.zero_grad()
+    model.output = model.net_g(model.lq)
+    l_total = 0
+    loss_dict = {}
+    if model.cri_pix:
+        loss_dict['l_pix'] = model.cri_pix(model.output, model.gt)
+    if model.cri_perceptual:
+        l_percep, l_style = model.cri_perceptual(model.output, model.gt)
+        for name, value in (('l_percep', l_percep), ('l_style', l_style)):
+            if value is not None:
+                loss_dict[name] = value
+    for value in loss_dict.values():
+        l_total = l_total + value
+    stepped = model.step_guard.step('net_g', model.optimizer_g, l_total, loss_dict, current_iter)
+    model.log_dict = model.reduce_loss_dict(loss_dict)
+    if stepped and model.ema_decay > 0:
+        model.model_ema(decay=model.ema_decay)
