@@ -228,7 +228,7 @@ def bar_charts(grid, results, out_dir):
         ax.set_xticks(range(len(entries)))
         ax.set_xticklabels([run.label for run, _ in entries], rotation=40, ha='right', fontsize=7)
         better = 'lower is better' if metric in LOWER_IS_BETTER else 'higher is better'
-        ax.set_title(f'{grid.title}: {metric} ({better}; grey = baselines; whiskers: seed min-max)', fontsize=8)
+        ax.set_title(f'{grid.title}: {metric} ({better}; grey = baselines)', fontsize=8)
         fig.tight_layout()
         name = f'{metric}.png'
         fig.savefig(os.path.join(out_dir, name), dpi=110)
