@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import PYTHON, free_port, load_params, run_cli, tiny_options, training_log, write_options
+import yaml
+from conftest import PYTHON, REPO, free_port, load_params, run_cli, tiny_options, training_log, write_options
 
 pytestmark = pytest.mark.slow
 
@@ -35,3 +36,59 @@ def test_two_ranks_train_with_ddp_and_end_identical(demo_data, tmp_path):
     # both ranks' generator states were gathered into the checkpoint
     rng = torch.load(experiment / 'training_states' / '3_rng.pth', weights_only=True)
     assert len(rng['ranks']) == 2 and not torch.equal(rng['ranks'][0]['torch'], rng['ranks'][1]['torch'])
+
+
+def torchrun(nproc=2, *extra):
+    return [str(Path(PYTHON).parent / 'torchrun'), f'--nproc_per_node={nproc}', *extra]
+
+
+def dncnn_options(demo_data, name):
+    """The DnCNN demo (BatchNorm in every middle layer) shrunk to seconds."""
+    opt = yaml.safe_load((REPO / 'options' / 'demo' / 'dncnn_s25_l1.yml').read_text())
+    opt.update(name=name, num_gpu=0)
+    for phase in ('train', 'val'):
+        opt['datasets'][phase]['dataroot_gt'] = str(demo_data / phase / 'HR')
+    opt['datasets']['train'].update(gt_size=32, batch_size_per_gpu=2, num_worker_per_gpu=0, dataset_enlarge_ratio=2)
+    opt['network_g'].update(num_feat=8, num_conv=3)
+    opt['train'].update(total_iter=4, scheduler={'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5})
+    opt['logger'].update(print_freq=1, save_checkpoint_freq=2, use_tb_logger=False)
+    return opt
+
+
+def logged_validations(log):
+    """Every validation's metrics in a BasicSR log, in order: [{'psnr': 31.2, ...}, ...]."""
+    return [dict((m, float(v)) for m, v in re.findall(r'# (\w+): ([-\d.]+)', block))
+            for block in re.findall(r'Validation \w+\n((?:\t # .*\n)+)', log)]
+
+
+def single_process_test(opt, weights, tmp_path):
+    """BasicSR's test pipeline (one process) on the run's validation set with ``weights``: its metrics."""
+    test = {key: opt[key] for key in ('model_type', 'scale', 'num_gpu', 'network_g', 'val')}
+    test.update(name=f"{opt['name']}_test", manual_seed=0, datasets={'test_1': opt['datasets']['val']},
+                path={'pretrain_network_g': str(weights), 'strict_load_g': True})
+    test['val'] = dict(opt['val'], save_img=False)
+    run_cli(['test', '-opt', write_options(test, tmp_path / 'test.yml')], cwd=tmp_path)
+    log = '\n'.join(p.read_text() for p in (tmp_path / 'results' / test['name']).glob('test_*.log'))
+    return logged_validations(log)[-1]
+
+
+@pytest.mark.parametrize('network', ['dncnn', 'edsr'])
+def test_ddp_validation_mid_run_and_at_the_end_equals_one_process(demo_data, tmp_path, network):
+    """Validation under torchrun (mid-run and after training) neither hangs nor differs from a one-process
+    test of the saved weights; DnCNN's BatchNorm buffers used to deadlock rank 0's lone DDP forward."""
+    name = f'ddp_val_{network}'
+    opt = dncnn_options(demo_data, name) if network == 'dncnn' else tiny_options(demo_data, name)
+    opt['val']['val_freq'] = 2
+    opt['logger']['save_checkpoint_freq'] = 2
+    result = run_cli(['train', '-opt', write_options(opt, tmp_path / f'{name}.yml'), '--launcher', 'pytorch'],
+                     cwd=tmp_path, launcher=torchrun(2, f'--master_port={free_port()}'), timeout=300)
+    experiment = tmp_path / 'experiments' / name
+    log = training_log(experiment)
+    validations = logged_validations(log)
+    assert len(validations) == 3, log  # iterations 2 and 4, then the final one
+    assert re.search(r'net_g parameters identical on all 2 ranks', log), result.stderr[-2000:]
+    # the final validation scores the saved latest weights exactly as one process does
+    alone = single_process_test(opt, experiment / 'models' / 'net_g_latest.pth', tmp_path)
+    assert set(alone) == set(validations[-1]) and alone
+    for metric, value in alone.items():
+        assert validations[-1][metric] == pytest.approx(value, abs=1e-4), (metric, validations[-1], alone)
