@@ -6,7 +6,8 @@ Pixel values in [0, 1] fall into K bins with thresholds ``t_i = i/K`` and anchor
 K bins; the predicted bin b and an anchor-area size a (in bins, chosen per region by the
 Class-Module) confine the backbone's output sr to the anchor area:
 ``out_a = A_b + h * tanh((sr - A_b) / h)``, ``h = a / (2K)``. Training mixes the areas by the
-Class-Module's probabilities; inference takes the most probable area.
+Class-Module's probabilities; inference takes the most probable area. The bin maths are
+:mod:`losses_plugin.fgd_bins`.
 """
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,7 @@ from torch import nn
 
 from losses_plugin.archs.backbone_features import BackboneWithFeatures
 from losses_plugin.archs.class_module_arch import ClassModule
-from losses_plugin.fgd_bins import anchor_of, check_num_bins, confine
+from losses_plugin.fgd_bins import anchor_of, bin_position, check_num_bins, confine
 
 
 @ARCH_REGISTRY.register()
@@ -76,7 +77,7 @@ class FGDNet(nn.Module):
             # -bin_prior * (k - p)^2 up to -bin_prior * p^2, a per-pixel constant that changes neither the
             # softmax nor the argmax: one new (N, K, C, H, W) tensor, then in place (in place on the conv's
             # output view would make autograd copy it back)
-            position = sr.detach().unsqueeze(1) * self.num_bins - 0.5  # sr in bin units, 0 at the first anchor
+            position = bin_position(sr.detach().unsqueeze(1), self.num_bins)
             index = torch.arange(self.num_bins, device=sr.device, dtype=logits.dtype).view(1, -1, 1, 1, 1)
             logits = torch.addcmul(logits, 2 * self.bin_prior * index, position).sub_(self.bin_prior * index.square())
         bins = logits.argmax(dim=1)

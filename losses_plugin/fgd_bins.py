@@ -37,6 +37,12 @@ def bin_index(values, num_bins):
     return (values * num_bins).floor().clamp_(0, num_bins - 1).long()
 
 
+def bin_position(values, num_bins):
+    """Each value in bin units, 0 at the first anchor and k at anchor k: ``z*K - 0.5`` (the inverse of
+    :func:`anchor_of`; not rounded or clamped)."""
+    return values * num_bins - 0.5
+
+
 def anchor_of(bins, num_bins, dtype=torch.float32):
     """Eq. (2) for bin indices: the anchor ``(b + 0.5)/K`` of each bin b."""
     return (bins.to(dtype) + 0.5) / num_bins

@@ -5,8 +5,8 @@ import torch
 from basicsr.archs import build_network
 
 from losses_plugin import fgd_bins
-from losses_plugin.fgd_bins import (anchor_of, anchor_target, area_half_width, bin_anchors, bin_index, bin_thresholds,
-                                     confine)
+from losses_plugin.fgd_bins import (anchor_of, anchor_target, area_half_width, bin_anchors, bin_index, bin_position,
+                                     bin_thresholds, confine)
 
 EDSR = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 4}
 BACKBONES = {
@@ -34,6 +34,11 @@ def test_anchor_of_a_bin_is_eq_2s_anchor_and_the_anchor_target_is_the_gt_anchor(
     # every value lies within half a bin of its gt anchor
     dense = torch.rand(1000)
     assert ((anchor_target(dense, 32) - dense).abs() <= 0.5 / 32 + 1e-7).all()
+
+
+def test_bin_position_counts_anchors():
+    assert bin_position(anchor_of(torch.arange(4), 4), 4).tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert bin_position(torch.tensor([0.0, 1.0]), 4).tolist() == [-0.5, 3.5]  # the range's ends: half a bin out
 
 
 def test_area_half_width_is_a_over_2k():
