@@ -1,0 +1,183 @@
+"""`train.grad_clip` and the non-finite policy `train.non_finite` (losses_plugin/models/training_step.py).
+
+A step whose loss or gradient is NaN/Inf is skipped (optimiser, scheduler and EMA untouched) and logged
+with the loss term and iteration; more than `max_skips` in a row stop training with one clear line; no
+checkpoint ever holds non-finite weights. Checked in real training runs, ours and BasicSR's own loop, with a
+loss that turns NaN at chosen iterations.
+"""
+import copy
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+from basicsr.models import build_model
+from conftest import load_params, tiny_options, training_log, write_options
+
+from losses_plugin.checks import OptionError
+
+# A training entry point with one more registered loss: L1, NaN in value and gradient on calls first..last
+# (SRModel calls its pixel loss once per iteration, so calls count iterations of this process).
+ENTRY = '''
+import sys
+import torch
+import losses_plugin
+from basicsr.utils.registry import LOSS_REGISTRY
+
+
+@LOSS_REGISTRY.register()
+class NaNOnIterations(torch.nn.Module):
+    def __init__(self, first, last=10**9):
+        super().__init__()
+        self.first, self.last, self.calls = first, last, 0
+
+    def forward(self, pred, target):
+        self.calls += 1
+        loss = (pred - target).abs().mean()
+        return loss * float('nan') if self.first <= self.calls <= self.last else loss
+
+
+if sys.argv[1] == 'basicsr-own-loop':
+    import os
+    from basicsr.train import train_pipeline
+    sys.argv = ['train.py'] + sys.argv[2:]
+    train_pipeline(os.getcwd())
+else:
+    from losses_plugin.cli import main
+    sys.exit(main())
+'''
+
+
+def nan_run_options(demo_data, name, first, last, max_skips, **train):
+    opt = tiny_options(demo_data, name, total_iter=10, ema_decay=0.5, **train)
+    opt['train']['pixel_opt'] = {'type': 'NaNOnIterations', 'first': first, 'last': last}
+    opt['train']['non_finite'] = {'max_skips': max_skips}
+    opt['train']['scheduler'] = {'type': 'MultiStepLR', 'milestones': [3, 5, 7], 'gamma': 0.5}
+    opt['logger']['save_checkpoint_freq'] = 2
+    return opt
+
+
+def run_entry(tmp_path, opt, *args, check=True):
+    entry = tmp_path / 'entry.py'
+    entry.write_text(ENTRY)
+    path = write_options(opt, tmp_path / f"{opt['name']}.yml")
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    result = subprocess.run([sys.executable, str(entry), *args, '-opt', str(path)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.slow
+def test_nan_from_iteration_5_skips_two_steps_then_stops_with_the_last_good_checkpoint(demo_data, tmp_path):
+    opt = nan_run_options(demo_data, 'nan_stop', first=5, last=10**9, max_skips=2)
+    result = run_entry(tmp_path, opt, 'train', check=False)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith('basicsr train:')]
+    assert lines == ['basicsr train: iteration 7: skipped the net_g step: non-finite total=nan, l_pix=nan; 3 skipped '
+                     'in a row (train.non_finite.max_skips: 2). Training stopped; the last checkpoint holds finite '
+                     'weights and resumes. Lower the learning rate, set train.grad_clip, or raise '
+                     'train.non_finite.max_skips.'], result.stderr[-3000:]
+    assert 'Traceback' not in result.stderr
+    experiment = tmp_path / 'experiments' / 'nan_stop'
+    log = training_log(experiment)
+    for iteration in (5, 6):
+        assert (f'iteration {iteration}: skipped the net_g step: non-finite total=nan, l_pix=nan; '
+                f'{iteration - 4} skipped in a row (train.non_finite.max_skips: 2)') in log
+    assert 'iteration 4: skipped' not in log
+    # iterations 5 and 6 changed nothing: weights, EMA weights, optimiser and scheduler at 6 are those of 4
+    models = experiment / 'models'
+    for key in ('params', 'params_ema'):
+        at4, at6 = load_params(models / 'net_g_4.pth', key), load_params(models / 'net_g_6.pth', key)
+        assert all(torch.equal(at4[name], at6[name]) for name in at4), key
+        assert all(torch.isfinite(t).all() for t in at6.values())
+    assert not (models / 'net_g_8.pth').exists()
+    state4, state6 = (torch.load(experiment / 'training_states' / f'{i}.state', weights_only=False) for i in (4, 6))
+    assert state6['optimizers'][0]['state'][0]['step'] == state4['optimizers'][0]['state'][0]['step'] == 4
+    assert state6['schedulers'][0]['last_epoch'] == state4['schedulers'][0]['last_epoch'] == 3
+    assert state6['optimizers'][0]['param_groups'][0]['lr'] == state4['optimizers'][0]['param_groups'][0]['lr']
+
+
+@pytest.mark.slow
+def test_basicsr_own_train_pipeline_skips_two_nan_steps_and_finishes(demo_data, tmp_path):
+    """A user's BasicSR project (`from basicsr.train import train_pipeline`) gets the same policy."""
+    opt = nan_run_options(demo_data, 'nan_transient', first=3, last=4, max_skips=2)
+    run_entry(tmp_path, opt, 'basicsr-own-loop')
+    experiment = tmp_path / 'experiments' / 'nan_transient'
+    log = training_log(experiment)
+    assert re.findall(r'iteration (\d+): skipped the net_g step', log) == ['3', '4']
+    at2, final = load_params(experiment / 'models' / 'net_g_2.pth'), load_params(experiment / 'models' /
+                                                                                 'net_g_latest.pth')
+    assert all(torch.isfinite(t).all() for t in final.values())
+    assert not all(torch.equal(at2[n], final[n]) for n in at2)  # it went on training after the NaN steps
+
+
+# --- gradient clipping and option checks, in process -------------------------------------------------------
+
+# BasicSR 1.4.2 builds only Adam; with eps far above every |gradient| its first step is gradient descent at
+# rate lr / eps, here 1: the weights move by the gradient itself.
+GRADIENT_STEP = {'type': 'Adam', 'lr': 1e6, 'eps': 1e6}
+
+
+def model_options(tmp_path, model_type='SRModel', **train):
+    folder = str(tmp_path)
+    opt = {'name': 'clip', 'model_type': model_type, 'scale': 2, 'num_gpu': 0, 'is_train': True, 'dist': False,
+           'rank': 0, 'world_size': 1,
+           'network_g': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2},
+           'path': {'experiments_root': folder, 'models': folder, 'training_states': folder},
+           'train': {'ema_decay': 0, 'optim_g': dict(GRADIENT_STEP),
+                     'scheduler': {'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5},
+                     'pixel_opt': {'type': 'SPLoss'}, **train}}
+    if model_type == 'TLWModel':
+        opt['network_w'] = {'type': 'TLWWeightingNet', 'num_feat': 4}
+        opt['train'].update(optim_w=dict(GRADIENT_STEP), pixel_opt={'type': 'TLWLoss'},
+                            tlw={'judge': {'type': 'l1'}, 'iters_per_epoch': 1})
+    return opt
+
+
+def step_changes(opt):
+    """How far one training step moves each network's parameters (L2 norm of the change)."""
+    torch.manual_seed(0)
+    model = build_model(copy.deepcopy(opt))
+    nets = {'net_g': model.net_g, 'net_w': getattr(model, 'net_w', None)}
+    before = {k: torch.cat([p.detach().flatten().clone() for p in n.parameters()]) for k, n in nets.items() if n}
+    model.feed_data({'lq': torch.rand(2, 3, 12, 12), 'gt': torch.rand(2, 3, 24, 24)})
+    model.update_learning_rate(1)
+    model.optimize_parameters(1)
+    return {k: (torch.cat([p.detach().flatten() for p in nets[k].parameters()]) - b).norm().item()
+            for k, b in before.items()}
+
+
+@pytest.mark.parametrize('model_type', ['SRModel', 'TLWModel'])
+def test_grad_clip_bounds_every_optimised_networks_step(tmp_path, model_type):
+    """A gradient step of rate 1 moves the weights by the gradient itself: clipped, its norm is max_norm."""
+    free = step_changes(model_options(tmp_path, model_type))
+    clipped = step_changes(model_options(tmp_path, model_type, grad_clip={'max_norm': 1e-4}))
+    for net in free:
+        assert free[net] > 1e-3
+        assert clipped[net] == pytest.approx(1e-4, rel=1e-3), net
+
+
+@pytest.mark.parametrize('train, message', [
+    ({'grad_clip': {'max_norm': -1}}, r'train.grad_clip.max_norm: expected a number > 0, got -1'),
+    ({'grad_clip': {'maxnorm': 1}}, r'train.grad_clip: expected \{max_norm'),
+    ({'grad_clip': 0.1}, r'train.grad_clip: expected \{max_norm'),
+    ({'non_finite': {'max_skip': 3}}, r'train.non_finite: expected \{max_skips'),
+    ({'non_finite': {'max_skips': -1}}, r'train.non_finite.max_skips: expected an integer >= 0, got -1'),
+])
+def test_bad_policy_options_are_one_line_errors(tmp_path, train, message):
+    with pytest.raises(OptionError, match=message):
+        build_model(model_options(tmp_path, **train))
+
+
+def test_no_checkpoint_holds_non_finite_weights(tmp_path):
+    from losses_plugin.models.training_step import NonFiniteTraining
+    model = build_model(model_options(tmp_path))
+    with torch.no_grad():
+        next(model.net_g.parameters())[0] = float('nan')
+    with pytest.raises(NonFiniteTraining, match='net_g holds non-finite values in .* at iteration 3: not saved'):
+        model.save(0, 3)
+    assert not list(tmp_path.glob('net_g_3.pth'))
