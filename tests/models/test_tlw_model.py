@@ -138,18 +138,14 @@ def test_net_g_step_lowers_eq13_weighted_by_samples_of_the_updated_net_w(base, f
 
 
 def test_one_em_iteration_logs_its_terms_and_saves_net_w_with_both_optimisers(tmp_path):
-    (tmp_path / 'models').mkdir()
-    opt = tlw_step_options(tmp_path, judge='ms_ssim')
-    opt['path'].update(models=str(tmp_path / 'models'), training_states=str(tmp_path / 'states'))
-    (tmp_path / 'states').mkdir()
-    model, *_ = em_iteration(opt)
+    model, *_ = em_iteration(tlw_step_options(tmp_path, judge='ms_ssim'))  # saves into tmp_path
     log = model.get_current_log()
     assert set(log) == {'l_pix', 'l_w', 'wc', 'k'} and math.isfinite(log['l_w'])
     assert not any(p.requires_grad for p in model.judge.parameters())
     model.save(0, 1)
-    saved = torch.load(tmp_path / 'models' / 'net_w_1.pth', weights_only=True)['params']
+    saved = torch.load(tmp_path / 'net_w_1.pth', weights_only=True)['params']
     assert saved.keys() == model.net_w.state_dict().keys()  # the judge is not saved with it
-    state = torch.load(tmp_path / 'states' / '1.state', weights_only=False)
+    state = torch.load(tmp_path / '1.state', weights_only=False)
     assert len(state['optimizers']) == len(state['schedulers']) == 2
 
 
