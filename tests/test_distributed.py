@@ -1,6 +1,8 @@
 """`torchrun --nproc_per_node=2 -m losses_plugin train ... --launcher pytorch` on CPU (gloo DDP)."""
 import hashlib
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -92,3 +94,34 @@ def test_ddp_validation_mid_run_and_at_the_end_equals_one_process(demo_data, tmp
     assert set(alone) == set(validations[-1]) and alone
     for metric, value in alone.items():
         assert validations[-1][metric] == pytest.approx(value, abs=1e-4), (metric, validations[-1], alone)
+
+
+@pytest.mark.parametrize('rendezvous', ['static', 'c10d'])
+def test_two_nodes_of_one_process_each_train_and_checkpoint_once(demo_data, tmp_path, rendezvous):
+    """Two torchrun launchers (`--nnodes=2 --nproc_per_node=1`), as on two machines sharing a file system."""
+    name = f'two_nodes_{rendezvous}'
+    opt = tiny_options(demo_data, name, total_iter=4)
+    opt['logger']['save_checkpoint_freq'] = 2
+    opt_file = write_options(opt, tmp_path / f'{name}.yml')
+    port = free_port()
+    if rendezvous == 'static':
+        nodes = [['--nnodes=2', f'--node_rank={rank}', '--master_addr=127.0.0.1', f'--master_port={port}']
+                 for rank in (0, 1)]
+    else:
+        nodes = [['--nnodes=2', '--rdzv_backend=c10d', f'--rdzv_endpoint=127.0.0.1:{port}', f'--rdzv_id={name}']] * 2
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
+    launchers = [subprocess.Popen(torchrun(1, *node) + ['-m', 'losses_plugin', 'train', '-opt', str(opt_file),
+                                                         '--launcher', 'pytorch'],
+                                  cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for node in nodes]
+    outputs = [launcher.communicate(timeout=300) for launcher in launchers]
+    for launcher, (_, stderr) in zip(launchers, outputs):
+        assert launcher.returncode == 0, stderr[-3000:]
+    experiment = tmp_path / 'experiments' / name
+    log = training_log(experiment)
+    assert len(list(experiment.glob('train_*.log'))) == 1  # rank 0 alone logs and writes
+    assert 'World size: 2' in log and log.count('Saving models and training states.') == 2
+    match = re.search(r'net_g parameters identical on all 2 ranks \(sha256 ([0-9a-f]{64})\)', log)
+    assert match and match.group(1) == digest(load_params(experiment / 'models' / 'net_g_latest.pth'))
+    assert sorted(p.name for p in (experiment / 'training_states').iterdir()) == ['2.state', '2_rng.pth',
+                                                                                  '4.state', '4_rng.pth']
