@@ -24,12 +24,14 @@ def check_choice(owner, option, value, choices):
         raise OptionError(f"{owner}: option '{option}' must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
-def check_number(owner, option, value, minimum=None):
-    """``value`` of ``owner``'s ``option`` must be a number (not a bool), at least ``minimum`` if given."""
+def check_number(owner, option, value, minimum=None, above=None):
+    """``value`` of ``owner``'s ``option`` must be a number (not a bool), ``>= minimum`` and ``> above`` if given."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise OptionError(f"{owner}: option '{option}' must be a number, got {value!r}")
     if minimum is not None and value < minimum:
         raise OptionError(f"{owner}: option '{option}' must be >= {minimum}, got {value!r}")
+    if above is not None and value <= above:
+        raise OptionError(f"{owner}: option '{option}' must be > {above}, got {value!r}")
 
 
 def check_inputs(loss_name, pred, target, weight=None):

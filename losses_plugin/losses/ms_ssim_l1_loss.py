@@ -27,7 +27,7 @@ class MSSSIML1Loss(PixelLoss):
         if alpha > 1:
             raise OptionError(f"MSSSIML1Loss: option 'alpha' must be in [0, 1], got {alpha!r}")
         check_choice('MSSSIML1Loss', 'padding', padding, PADDINGS)
-        check_number('MSSSIML1Loss', 'data_range', data_range)
+        check_number('MSSSIML1Loss', 'data_range', data_range, above=0)
         check_sigmas('MSSSIML1Loss', sigmas)
         self.alpha, self.sigmas, self.data_range, self.padding = alpha, tuple(sorted(sigmas)), data_range, padding
 

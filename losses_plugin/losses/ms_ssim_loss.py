@@ -68,7 +68,7 @@ class MSSSIMLoss(PixelLoss):
         super().__init__(loss_weight, reduction)
         check_choice('MSSSIMLoss', 'mode', mode, MODES)
         check_choice('MSSSIMLoss', 'padding', padding, PADDINGS)
-        check_number('MSSSIMLoss', 'data_range', data_range)
+        check_number('MSSSIMLoss', 'data_range', data_range, above=0)
         check_sigmas('MSSSIMLoss', sigmas)
         self.mode, self.sigmas, self.data_range, self.padding = mode, tuple(sigmas), data_range, padding
 

@@ -8,7 +8,7 @@ weighted error (eq. 4). alpha = 0 is L1.
 import torch
 from basicsr.utils.registry import LOSS_REGISTRY
 
-from losses_plugin.checks import OptionError, check_choice, check_number
+from losses_plugin.checks import check_choice, check_number
 from losses_plugin.losses.pixel_loss_base import BASE_ERRORS, PixelLoss, at_least_float32, base_error
 from losses_plugin.losses.weighted_error import FAST_BASES, weighted_error_sum
 
@@ -67,9 +67,7 @@ class SPLoss(PixelLoss):
         super().__init__(loss_weight, reduction)
         check_number('SPLoss', 'alpha', alpha, minimum=0)
         check_choice('SPLoss', 'base', base, BASE_ERRORS)
-        check_number('SPLoss', 'data_range', data_range)
-        if data_range <= 0:
-            raise OptionError(f"SPLoss: option 'data_range' must be > 0, got {data_range!r}")
+        check_number('SPLoss', 'data_range', data_range, above=0)
         self.alpha, self.base, self.data_range = alpha, base, data_range
 
     def weight_map(self, pred, target):

@@ -49,12 +49,10 @@ class SSIMLoss(PixelLoss):
     def __init__(self, sigma=1.5, window_size=None, data_range=1.0, padding='valid', loss_weight=1.0,
                  reduction='mean'):
         super().__init__(loss_weight, reduction)
-        check_number('SSIMLoss', 'sigma', sigma)
-        if sigma <= 0:
-            raise OptionError(f"SSIMLoss: option 'sigma' must be > 0, got {sigma!r}")
+        check_number('SSIMLoss', 'sigma', sigma, above=0)
         if window_size is not None and (not isinstance(window_size, int) or window_size < 1 or window_size % 2 == 0):
             raise OptionError(f"SSIMLoss: option 'window_size' must be an odd positive integer, got {window_size!r}")
-        check_number('SSIMLoss', 'data_range', data_range)
+        check_number('SSIMLoss', 'data_range', data_range, above=0)
         check_choice('SSIMLoss', 'padding', padding, PADDINGS)
         self.sigma, self.data_range, self.padding = sigma, data_range, padding
         self.radius = default_window_radius(sigma) if window_size is None else window_size // 2
