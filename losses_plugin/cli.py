@@ -61,7 +61,7 @@ def run(command, args, parsed):
     from losses_plugin.options import apply_overrides, check_options, read_option_file
 
     opt = apply_overrides(read_option_file(parsed.opt), parsed.force_yml)
-    check_options(opt, is_train=command == 'train', resuming=getattr(parsed, 'auto_resume', False))
+    check_options(opt, is_train=command == 'train', resuming=getattr(parsed, 'auto_resume', False), path=parsed.opt)
     # BasicSR initialises the process group before it reads num_gpu; CPU training needs gloo.
     settings.cpu_backend = opt['num_gpu'] == 0
     sys.argv = [f'basicsr {command}'] + args  # BasicSR's parse_options reads sys.argv

@@ -10,6 +10,7 @@ import os
 import yaml
 
 from losses_plugin.checks import OptionError, check_existing_file
+from losses_plugin.strict_options import check_option_keys
 from losses_plugin.yaml_loader import SafeOrderedLoader
 
 PREPARE_HINT = ('Prepare the data with `python scripts/prepare_dataset.py --help` (image folders such as '
@@ -112,11 +113,12 @@ def check_pretrained_paths(opt):
                                 'from scratch')
 
 
-def check_options(opt, is_train, resuming=False):
+def check_options(opt, is_train, resuming=False, path=None):
     """Checks what BasicSR would otherwise report with a traceback; raises :class:`OptionError`.
 
     ``resuming`` (``--auto_resume`` or ``path.resume_state``) skips the pretrained-network check:
-    BasicSR then loads the networks of the checkpoint instead.
+    BasicSR then loads the networks of the checkpoint instead. ``path`` (the option file) names the
+    file in the messages of unknown option keys (:mod:`losses_plugin.strict_options`).
     """
     missing = [key for key in REQUIRED_KEYS[is_train] if key not in opt]
     if missing:
@@ -130,6 +132,7 @@ def check_options(opt, is_train, resuming=False):
         raise OptionError('val.suffix: BasicSR needs it when testing with val.save_img: true '
                           '(`suffix: ~` names images <name>_<opt name>.png)')
     check_registered_names(opt)
+    check_option_keys(opt, path)
     check_dataset_paths(opt)
     if not (resuming or (opt.get('path') or {}).get('resume_state')):
         check_pretrained_paths(opt)

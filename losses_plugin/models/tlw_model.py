@@ -62,6 +62,8 @@ class TLWModel(SRModel):
     ``path.pretrain_network_w`` loads a weighting network; ``net_w`` is saved with every checkpoint.
     """
 
+    TRAIN_KEYS = ('optim_w', 'scheduler_w', 'tlw')  # beyond SRModel's; losses_plugin.strict_options checks them
+
     def init_training_settings(self):
         train_opt = self.opt['train']
         if 'network_w' not in self.opt:

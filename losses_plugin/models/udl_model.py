@@ -30,6 +30,9 @@ class UDLModel(SRModel):
             ``param_key`` (default 'params'). Frozen; not saved with checkpoints.
     """
 
+    TRAIN_KEYS = ('uncertainty_estimator.network', 'uncertainty_estimator.pretrain_path',
+                  'uncertainty_estimator.param_key')  # beyond SRModel's; losses_plugin.strict_options checks them
+
     def init_training_settings(self):
         super().init_training_settings()
         if not isinstance(self.cri_pix, UDLLoss):
