@@ -16,7 +16,7 @@ from conftest import PYTHON, free_port, load_params, run_cli, tiny_options, trai
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
 from test_model_steps import float64  # noqa: F401 (a fixture)
 from test_model_steps import (assert_gradient_step, build, fixed_batch, gradient_descent, moved, parameters,
-                              step_options, tiny_edsr)
+                              step_options, tiny_edsr, update)
 
 from losses_plugin.models.tlw_model import k_at_epoch
 
@@ -135,6 +135,19 @@ def test_net_g_step_lowers_eq13_weighted_by_samples_of_the_updated_net_w(base, f
         value_after = net_g_objective(model.net_g(batch['lq']), gt, samples, wc, base, form, out)
     assert model.get_current_log()['l_pix'] == pytest.approx(value_before, rel=1e-6)
     assert_gradient_step(value_before, value_after, parameters(net_g), model.net_g, LR_G)
+
+
+@pytest.mark.usefixtures('float64')
+def test_the_tlw_loss_weight_scales_the_net_g_update_and_leaves_net_w_alone(tmp_path):
+    def one_iteration(loss_weight):
+        model, _, net_g, net_w, _ = em_iteration(tlw_step_options(tmp_path, loss_weight=loss_weight))
+        return (model.get_current_log(), update(parameters(net_g), model.net_g),
+                update(parameters(net_w), model.net_w))
+
+    (log, step_g, step_w), (log_half, step_g_half, step_w_half) = map(one_iteration, (1.0, 0.5))
+    assert log_half['l_pix'] == pytest.approx(0.5 * log['l_pix'], rel=1e-9)
+    assert (step_g_half - 0.5 * step_g).norm() <= 1e-4 * step_g.norm()
+    assert log_half['l_w'] == log['l_w'] and torch.equal(step_w_half, step_w)
 
 
 def test_one_em_iteration_logs_its_terms_and_saves_net_w_with_both_optimisers(tmp_path):
