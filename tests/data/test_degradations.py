@@ -165,3 +165,15 @@ def test_foi_noise_level_follows_each_samples_own_colour():
         samples = out[..., channel][mask[..., channel]]
         assert samples.std() == pytest.approx(np.sqrt(a * level + b), rel=0.04), channel
         assert samples.mean() == pytest.approx(level, abs=0.003), channel
+
+
+def test_gaussian_noise_is_sigma_over_255_times_the_generators_normals_unclipped_by_default():
+    """DnCNN's convention, on a fixed draw: noisy = img + (sigma / 255) * N(0, 1), and no clipping
+    unless asked (a black image gets negative values)."""
+    img = np.zeros((16, 16, 3), np.float32)
+    noisy = build_degradations([{'type': 'gaussian_noise', 'sigma': 25}])[0](img, np.random.default_rng(4))
+    normals = np.random.default_rng(4).standard_normal(img.shape)
+    assert np.allclose(noisy, normals * 25 / 255, rtol=1e-6, atol=1e-7)
+    assert noisy.min() < 0
+    clipped = build_degradations([{'type': 'gaussian_noise', 'sigma': 25, 'clip': True}])[0](img, np.random.default_rng(4))
+    assert np.array_equal(clipped, np.clip(noisy, 0, 1))

@@ -62,3 +62,19 @@ def test_sigma_range_draws_a_level_per_image():
 def test_invalid_degradations(specs, message):
     with pytest.raises(ValueError, match=message):
         build_degradations(specs)
+
+
+def test_tensors_are_rgb_and_y_is_bt601_luma_of_the_image(demo_data):
+    """The GT read through cv2 (BGR) comes out RGB, as BasicSR's paired datasets hand it; ``color: y``
+    gives Y = (16 + 65.481 R + 128.553 G + 24.966 B) / 255 with R, G, B in [0, 1]. The reference reads
+    the PNG with PIL, which gives RGB."""
+    from PIL import Image
+    path = demo_data / 'val' / 'HR' / 'chelsea.png'
+    rgb = torch.from_numpy(np.asarray(Image.open(path).convert('RGB'), np.float32) / 255).permute(2, 0, 1)
+    clean = [{'type': 'gaussian_noise', 'sigma': 0}]
+    sample = build_dataset(options(demo_data / 'val' / 'HR', degradations=clean))[0]
+    assert sample['gt_path'].endswith('chelsea.png') and torch.equal(sample['lq'], sample['gt'])
+    assert torch.allclose(sample['gt'], rgb, atol=1e-6)
+    y = build_dataset(options(demo_data / 'val' / 'HR', degradations=clean, color='y'))[0]['gt']
+    expected = (16 + 65.481 * rgb[0] + 128.553 * rgb[1] + 24.966 * rgb[2]) / 255
+    assert y.shape == (1, *rgb.shape[1:]) and torch.allclose(y[0], expected, atol=1e-5)

@@ -144,3 +144,24 @@ def test_reduced_fast_route_equals_the_loss_map(options):
     assert torch.allclose(fast, literal, rtol=1e-12)
     for a, b in zip(torch.autograd.grad(fast, (pred, target)), torch.autograd.grad(literal, (pred, target))):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-15)
+
+
+def test_per_channel_masks_normalise_each_channel_on_its_own():
+    """per_channel: each channel's mask is the mask of that channel alone (eq. 1 min-max per channel)."""
+    target = torch.stack([GREY[0, 0] * 0.5 + 0.2, GREY[0, 0] * 0.1 + 0.7, GREY[0, 0]]).unsqueeze(0)  # other ranges
+    for mask in ('tanh_inverse', 'quartile'):
+        per_channel = grey_weight_mask(target, mask=mask, per_channel=True)
+        for c in range(3):
+            assert torch.allclose(per_channel[:, c:c + 1], grey_weight_mask(GREY, mask=mask), atol=1e-6), (mask, c)
+
+
+@pytest.mark.parametrize('options', [{'base': 'charbonnier'}, {'base': 'l1', 'reduction': 'none'},
+                                     {'base': 'mse', 'apply': 'io', 'mask': 'quartile', 'reduction': 'none'}])
+def test_no_gradient_flows_through_the_mask_on_the_per_pixel_route(options):
+    """The mask is a constant of the label (detached): d/d target = -d/d pred on every route, including
+    the per-pixel loss map (charbonnier, reduction 'none'), not only the fast reduced one."""
+    torch.manual_seed(4)
+    pred = torch.rand(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    target = torch.rand(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    AsymmetricLoss(**options)(pred, target).sum().backward()
+    assert torch.allclose(target.grad, -pred.grad, atol=1e-12)

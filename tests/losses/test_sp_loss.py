@@ -146,3 +146,21 @@ def test_laplacian_equals_replicate_padded_convolution():
     assert torch.allclose(laplacian(img), reference, atol=1e-14)
     row = torch.rand(1, 1, 1, 4, dtype=torch.float64)  # one row: up and down are the pixel itself
     assert torch.allclose(laplacian(row), F.conv2d(F.pad(row, (1, 1, 1, 1), mode='replicate'), kernel[:1]), atol=1e-14)
+
+
+def test_blur_factor_map_where_the_error_is_zero_follows_eq2():
+    """Eq. (2) puts e = 0 with e <= 0: the map is |lap| where lap <= 0 (the peak) and 0 where lap > 0."""
+    expected = torch.tensor([[0., 0., 0.], [0., 4., 0.], [0., 0., 0.]], dtype=torch.float64).view(1, 1, 3, 3)
+    assert torch.equal(blur_factor_map(TARGET, TARGET), expected)
+
+
+@pytest.mark.parametrize('base', ['l1', 'charbonnier'])
+def test_data_range_rescales_the_laplacian_on_the_per_pixel_route_too(base):
+    """reduction 'none' and charbonnier go through the weight map, not the fast reduced route: on the
+    0-255 scale with data_range 255 the weights are the [0, 1] ones, so the map is 255 times the [0, 1] map."""
+    pred, target = TARGET + ERROR, TARGET
+    on_255 = SPLoss(base=base, data_range=255., reduction='none')(pred * 255, target * 255)
+    on_1 = SPLoss(base=base, reduction='none')(pred, target)
+    assert torch.allclose(on_255, 255 * on_1, rtol=1e-6, atol=1e-3)  # charbonnier's eps does not scale
+    assert SPLoss(base=base, data_range=255.)(pred * 255, target * 255).item() == pytest.approx(
+        255 * on_1.mean().item(), rel=1e-6)

@@ -292,3 +292,44 @@ def test_pyramid_clamps_a_negative_term_to_zero_as_wang_et_al(make_pair):
     assert pytorch_msssim.ms_ssim(x, y, data_range=1.0).item() == 0
     assert MSSSIMLoss(mode='pyramid')(x, y).item() == 1.0
     assert MSSSIMLoss(mode='pyramid')(x, x).item() == pytest.approx(0, abs=1e-12)
+
+
+# ------------------------------------------------ options that change the numbers
+def test_data_range_scales_c1_c2_and_the_l1_term():
+    """C1 = (0.01 R)^2, C2 = (0.03 R)^2 and Mix's L1 on the [0, 1] scale: images on 0-255 with
+    data_range 255 give the [0, 1] losses."""
+    x, y = pair(shape=(1, 3, 176, 176), seed=8, noise=0.2)
+    for make in (lambda **o: SSIMLoss(**o), lambda **o: MSSSIMLoss(**o), lambda **o: MSSSIMLoss(mode='pyramid', **o),
+                 lambda **o: MSSSIML1Loss(**o)):
+        assert make(data_range=255.)(255 * x, 255 * y).item() == pytest.approx(make()(x, y).item(), rel=1e-9)
+    ours = SSIMLoss(data_range=255.)(255 * x, 255 * y)
+    assert ours.item() == pytest.approx(1 - piq.ssim(255 * x, 255 * y, data_range=255.).item(), rel=1e-9)
+
+
+def test_window_size_option_sets_the_window():
+    x, y = pair(shape=(1, 3, 32, 32), seed=9)
+    theirs = 1 - piq.ssim(x, y, data_range=1.0, kernel_size=7, kernel_sigma=1.5)
+    assert SSIMLoss(window_size=7)(x, y).item() == pytest.approx(theirs.item(), rel=1e-10)
+
+
+def test_sigmas_in_any_order_take_l_from_the_largest():
+    x, y = pair(shape=(1, 2, 40, 40), seed=10)
+    assert MSSSIMLoss(sigmas=(8.0, 0.5, 4.0, 1.0, 2.0))(x, y).item() == pytest.approx(MSSSIMLoss()(x, y).item(),
+                                                                                       rel=1e-12)
+    assert MSSSIML1Loss(sigmas=(2.0, 8.0, 1.0, 4.0, 0.5))(x, y).item() == pytest.approx(
+        MSSSIML1Loss()(x, y).item(), rel=1e-12)
+
+
+def test_pyramid_on_odd_sizes_pads_before_pooling_as_pytorch_msssim():
+    """Odd sides are padded by one before each 2x2 average pooling (pytorch-msssim's rule)."""
+    x, y = pair(shape=(1, 3, 183, 171), seed=11)
+    window = gaussian_kernel_1d(1.5, 5, torch.float64).view(1, 1, 1, 11).repeat(3, 1, 1, 1)
+    theirs = 1 - pytorch_msssim.ms_ssim(x, y, data_range=1.0, win=window)
+    assert MSSSIMLoss(mode='pyramid')(x, y).item() == pytest.approx(theirs.item(), rel=1e-10)
+
+
+def test_valid_window_that_just_fits_gives_one_value():
+    x, y = pair(shape=(1, 1, 11, 11), seed=12)
+    assert SSIMLoss(reduction='none')(x, y).shape == (1, 1, 1, 1)
+    theirs = 1 - piq.ssim(x, y, data_range=1.0, kernel_size=11, kernel_sigma=1.5)
+    assert SSIMLoss()(x, y).item() == pytest.approx(theirs.item(), rel=1e-10)

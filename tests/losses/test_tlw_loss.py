@@ -6,6 +6,7 @@ import pytorch_msssim
 import torch
 import torchvision
 
+from losses_plugin.losses.ms_ssim_loss import ms_ssim_pyramid
 from losses_plugin.losses.tlw_judge import LPIPSJudge, build_judge, pyramid_levels
 from losses_plugin.losses.tlw_loss import TLWLoss, weight_criterion
 
@@ -207,3 +208,18 @@ def test_log_posterior_is_stable_for_large_errors():
     pred, target, weights, wc = loss_inputs()
     loss = TLWLoss(form='log_posterior')(pred * 1e4, target, weights, wc)
     assert math.isfinite(loss.item()) and loss.item() > 100
+
+
+@pytest.mark.parametrize('size, levels', [(48, 3), (100, 4)])
+def test_ms_ssim_judge_on_small_patches_renormalises_the_weights_of_the_levels_that_fit(size, levels):
+    """Fewer levels than five: Wang's first weights, rescaled so that they sum to the five weights' total
+    (the pyramid itself is checked against pytorch-msssim in tests/losses/test_ssim_losses.py)."""
+    torch.manual_seed(1)
+    x = torch.rand(2, 3, size, size, dtype=torch.float64)
+    y = (0.6 * x + 0.4 * torch.rand_like(x)).clamp(0, 1)
+    wang = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
+    weights = tuple(w * sum(wang) / sum(wang[:levels]) for w in wang[:levels])
+    expected = 1 - ms_ssim_pyramid(x, y, weights=weights).mean(dim=1)
+    assert torch.allclose(build_judge({'type': 'ms_ssim'})(x, y), expected, rtol=1e-12)
+    unnormalised = 1 - ms_ssim_pyramid(x, y, weights=tuple(wang[:levels])).mean(dim=1)
+    assert ((expected - unnormalised).abs() > 1e-3).all()  # what the rescaling changes here
