@@ -177,3 +177,14 @@ def test_gaussian_noise_is_sigma_over_255_times_the_generators_normals_unclipped
     assert noisy.min() < 0
     clipped = build_degradations([{'type': 'gaussian_noise', 'sigma': 25, 'clip': True}])[0](img, np.random.default_rng(4))
     assert np.array_equal(clipped, np.clip(noisy, 0, 1))
+
+
+def test_jpeg_quality_range_draws_both_ends():
+    """quality [low, high] draws an integer quality per image, both ends included."""
+    img = np.random.default_rng(5).random((16, 16, 3)).astype(np.float32)
+    low, high = jpeg(img, RNG, quality=20), jpeg(img, RNG, quality=21)
+    assert not np.array_equal(low, high)
+    rng = np.random.default_rng(6)
+    drawn = [jpeg(img, rng, quality=[20, 21]) for _ in range(12)]
+    assert all(np.array_equal(d, low) or np.array_equal(d, high) for d in drawn)
+    assert any(np.array_equal(d, low) for d in drawn) and any(np.array_equal(d, high) for d in drawn)

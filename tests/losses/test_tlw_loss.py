@@ -223,3 +223,14 @@ def test_ms_ssim_judge_on_small_patches_renormalises_the_weights_of_the_levels_t
     assert torch.allclose(build_judge({'type': 'ms_ssim'})(x, y), expected, rtol=1e-12)
     unnormalised = 1 - ms_ssim_pyramid(x, y, weights=tuple(wang[:levels])).mean(dim=1)
     assert ((expected - unnormalised).abs() > 1e-3).all()  # what the rescaling changes here
+
+
+def test_ssim_and_l1_judges_by_an_independent_library_and_by_hand():
+    """ssim: 1 - SSIM per image (11-tap Gaussian window, sigma 1.5), as piq; l1: mean |img - ref|."""
+    import piq
+    torch.manual_seed(2)
+    x = torch.rand(3, 3, 32, 32, dtype=torch.float64)
+    y = (0.7 * x + 0.3 * torch.rand_like(x)).clamp(0, 1)
+    expected = 1 - piq.ssim(x, y, data_range=1.0, kernel_size=11, kernel_sigma=1.5, reduction='none')
+    assert torch.allclose(build_judge({'type': 'ssim'})(x, y), expected, rtol=1e-10)
+    assert torch.allclose(build_judge({'type': 'l1'})(x, y), (x - y).abs().flatten(1).mean(dim=1), rtol=1e-12)
