@@ -15,10 +15,6 @@ Q1 = 0.1875  # numpy.percentile([0, .25, .5, 1], 25): position 0.75 between 0 an
 QUARTILE = [1.0, math.tanh(Q1 / .25), math.tanh(Q1 / .5), math.tanh(Q1 / 1.)]
 
 
-def values(t):
-    return [pytest.approx(v, rel=1e-5) for v in t.flatten().tolist()]
-
-
 def test_tanh_inverse_mask_by_hand():
     assert grey_weight_mask(GREY).flatten().tolist() == [pytest.approx(v, rel=1e-6) for v in TANH_INVERSE]
 
