@@ -6,6 +6,7 @@ import pytorch_msssim
 import torch
 import torchvision
 
+from losses_plugin.checks import OptionError
 from losses_plugin.losses.ms_ssim_loss import ms_ssim_pyramid
 from losses_plugin.losses.tlw_judge import LPIPSJudge, build_judge, pyramid_levels
 from losses_plugin.losses.tlw_loss import TLWLoss, weight_criterion
@@ -91,9 +92,9 @@ def test_judges_are_frozen_differentiable_in_the_image_and_zero_on_equal_images(
 
 def test_lpips_judge_without_weights_says_how_to_provide_them(tmp_path, monkeypatch):
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
-    with pytest.raises(FileNotFoundError, match=r'vgg16-397923af\.pth.*torch hub cache.*weights_path.*ms_ssim'):
+    with pytest.raises(OptionError, match=r'vgg16-397923af\.pth.*torch hub cache.*weights_path.*ms_ssim'):
         build_judge({'type': 'lpips'})
-    with pytest.raises(FileNotFoundError, match=r"'/nowhere/vgg.pth' do not exist.*train.tlw.judge.weights_path"):
+    with pytest.raises(OptionError, match=r"'/nowhere/vgg.pth' do not exist.*train.tlw.judge.weights_path"):
         build_judge({'type': 'lpips', 'weights_path': '/nowhere/vgg.pth'})
 
 
@@ -234,3 +235,13 @@ def test_ssim_and_l1_judges_by_an_independent_library_and_by_hand():
     expected = 1 - piq.ssim(x, y, data_range=1.0, kernel_size=11, kernel_sigma=1.5, reduction='none')
     assert torch.allclose(build_judge({'type': 'ssim'})(x, y), expected, rtol=1e-10)
     assert torch.allclose(build_judge({'type': 'l1'})(x, y), (x - y).abs().flatten(1).mean(dim=1), rtol=1e-12)
+
+
+def test_wc_clamps_a_judges_negative_distance_to_zero():
+    """D >= 0 in eq. (4): a distance that rounds below 0 (1 - SSIM of near-identical images) counts as 0,
+    so WC stays positive. A signed judge shows the clamp."""
+    signed = lambda img, ref: (img - ref).mean(dim=(1, 2, 3))  # noqa: E731
+    gt = torch.zeros(1, 1, 2, 2)
+    sr = torch.full((1, 1, 2, 2), -0.5)
+    w = torch.zeros(1, 1, 2, 2)  # x_w = sr: D = -0.5, counted as 0; x_{1-w} = gt: D = 0
+    assert weight_criterion(signed, w, sr, gt).item() == pytest.approx(1.0)
