@@ -72,7 +72,9 @@ class TLWWeightingNet(nn.Module):
         Returns:
             Tensor: (N, C, H, W) Bernoulli means in [0.0005, 0.9995].
         """
-        w = self.fixed_sum(self.body(torch.cat([gt, sr], dim=1)))
+        w = self.body(torch.cat([gt, sr], dim=1))
+        # under AMP the convolutions may run in half precision; FixedSum's image-wide sums stay in float32
+        w = self.fixed_sum(w.float() if w.dtype in (torch.float16, torch.bfloat16) else w)
         return SQUASH * w + (1 - SQUASH) / 2
 
     def sample(self, mean, num_samples=None):

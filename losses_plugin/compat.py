@@ -16,8 +16,9 @@ machine where BasicSR already worked (CUDA available, older torchvision):
 - :func:`patch_dist_validation`: ``SRModel.dist_validation`` validates on rank 0 alone through the
   DDP-wrapped network and hangs for networks with buffers; every rank validates a shard instead.
 - :func:`patch_guarded_steps`: ``SRModel`` (and every model built on it) steps through
-  :class:`losses_plugin.models.training_step.StepGuard` (``train.grad_clip``, ``train.non_finite``),
-  and no model saves non-finite weights.
+  :class:`losses_plugin.models.training_step.StepGuard` (``train.amp``, ``train.grad_clip``,
+  ``train.non_finite``), whose state (GradScalers, skip counts) joins the training state; no model
+  saves non-finite weights.
 """
 import os
 import subprocess
@@ -147,14 +148,17 @@ def patch_dist_validation():
 
 
 def patch_guarded_steps():
+    import torch
     from basicsr.models.base_model import BaseModel
     from basicsr.models.sr_model import SRModel
+    from basicsr.utils import dist_util
 
     from losses_plugin.models import training_step
 
     basicsr_init_training_settings = SRModel.init_training_settings
     basicsr_update_learning_rate = BaseModel.update_learning_rate
     basicsr_save_network = BaseModel.save_network
+    basicsr_resume_training = BaseModel.resume_training
 
     def init_training_settings(self):
         self.step_guard = training_step.StepGuard(self)  # reads and checks its options first
@@ -173,10 +177,28 @@ def patch_guarded_steps():
             training_step.check_finite_weights(one, net_label, current_iter)
         basicsr_save_network(self, net, net_label, current_iter, param_key)
 
+    @dist_util.master_only
+    def save_training_state(self, epoch, current_iter):
+        """BasicSR's training state (optimisers, schedulers) plus the step guard's; written once, or an error."""
+        if current_iter == -1:
+            return
+        state = {'epoch': epoch, 'iter': current_iter, 'optimizers': [o.state_dict() for o in self.optimizers],
+                 'schedulers': [s.state_dict() for s in self.schedulers]}
+        if getattr(self, 'step_guard', None) is not None:
+            state['step_guard'] = self.step_guard.state_dict()
+        torch.save(state, os.path.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+
+    def resume_training(self, resume_state):
+        basicsr_resume_training(self, resume_state)
+        if getattr(self, 'step_guard', None) is not None and 'step_guard' in resume_state:
+            self.step_guard.load_state_dict(resume_state['step_guard'])
+
     SRModel.init_training_settings = init_training_settings
     SRModel.optimize_parameters = optimize_parameters
     BaseModel.update_learning_rate = update_learning_rate
     BaseModel.save_network = save_network
+    BaseModel.save_training_state = save_training_state
+    BaseModel.resume_training = resume_training
 
 
 def apply():

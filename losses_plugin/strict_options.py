@@ -32,7 +32,7 @@ SR_MODEL_TRAIN_KEYS = ('ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmu
                        'perceptual_opt')
 # Read by losses_plugin.models.training_step.StepGuard, which compat.patch_guarded_steps builds in
 # SRModel.init_training_settings, so every model that calls it reads them.
-STEP_GUARD_TRAIN_KEYS = ('grad_clip', 'non_finite')
+STEP_GUARD_TRAIN_KEYS = ('amp', 'grad_clip', 'non_finite')
 # BasicSR's calculate_metric(data, opt) calls metric(**data, **opt): SRModel supplies the images, and
 # 'better' (which of higher/lower is best) is read by the model, not by the metric.
 METRIC_DATA = ('img', 'img2')

@@ -85,7 +85,7 @@ UNKNOWN_KEYS = [
      'train.uncertainty_estimator.pretrain_pth', 'UDLModel (train.uncertainty_estimator)', 'pretrain_path'),
     (set_key('val', 'metrics', 'psnr', 'crop_bordr', value=4), 'val.metrics.psnr.crop_bordr', 'calculate_psnr',
      'crop_border'),
-    (set_key('train', 'amp', value=True), 'train.amp', 'SRModel', None),
+    (set_key('train', 'use_amp', value=True), 'train.use_amp', 'SRModel', None),
     (set_key('train', 'ema_decy', value=0.999), 'train.ema_decy', 'SRModel', 'ema_decay'),
     (set_key('train', 'grad_clp', value={'max_norm': 1}), 'train.grad_clp', 'SRModel', 'grad_clip'),
     (then(tlw_options, set_key('train', 'optim_ww', value={'type': 'Adam'})), 'train.optim_ww', 'TLWModel',
@@ -113,11 +113,11 @@ def test_unregistered_nested_network_names_its_path(demo_data):
 
 
 def test_each_unknown_key_gets_its_own_line(demo_data, tmp_path, capsys):
-    opt = tiny_options(demo_data, 'two', amp=True)
+    opt = tiny_options(demo_data, 'two', use_amp=True)
     opt['network_g']['num_feats'] = 8
     code, path, lines = error_line('train', opt, tmp_path, capsys)
     assert code == 2 and len(lines) == 2
-    assert f'{path}: network_g.num_feats is not' in lines[0] and lines[1].startswith(f'{path}: train.amp is not')
+    assert f'{path}: network_g.num_feats is not' in lines[0] and lines[1].startswith(f'{path}: train.use_amp is not')
 
 
 def test_keys_the_classes_read_pass(demo_data):
@@ -180,7 +180,7 @@ def test_train_keys_are_known_for_srmodel_and_declaring_subclasses_only():
 
 
 def test_unchecked_train_keys_of_unknown_models_still_check_losses(demo_data):
-    opt = tiny_options(demo_data, 'gan', amp=True, gan_opt={'type': 'GANLoss', 'gan_typ': 'vanilla'})
+    opt = tiny_options(demo_data, 'gan', use_amp=True, gan_opt={'type': 'GANLoss', 'gan_typ': 'vanilla'})
     opt['model_type'] = 'ESRGANModel'
     assert [p.split(';')[0] for p in option_key_problems(opt)] == [
         'train.gan_opt.gan_typ is not an option of GANLoss']
@@ -194,13 +194,13 @@ def test_strict_options_must_be_a_bool(demo_data, tmp_path, capsys):
 
 
 def test_check_option_keys_without_strict_returns_the_warnings(demo_data, capsys):
-    opt = tiny_options(demo_data, 'lenient', amp=True)
+    opt = tiny_options(demo_data, 'lenient', use_amp=True)
     opt['strict_options'] = False
-    assert check_option_keys(opt, 'o.yml') == ['o.yml: train.amp is not an option of SRModel (valid: ' +
+    assert check_option_keys(opt, 'o.yml') == ["o.yml: train.use_amp is not an option of SRModel; did you mean 'amp'? (valid: " +
                                                ', '.join(model_train_keys(SRModel)) + ')']
-    assert capsys.readouterr().err.startswith('warning: o.yml: train.amp is not an option of SRModel')
+    assert capsys.readouterr().err.startswith('warning: o.yml: train.use_amp is not an option of SRModel')
     opt['strict_options'] = True
-    with pytest.raises(OptionError, match='train.amp'):
+    with pytest.raises(OptionError, match='train.use_amp'):
         check_option_keys(opt, 'o.yml')
 
 
@@ -228,13 +228,13 @@ def test_console_script_reports_a_misspelt_loss_key_in_one_line(demo_data, tmp_p
 
 @pytest.mark.slow
 def test_strict_options_false_warns_then_trains_and_tests(demo_data, tmp_path):
-    opt = tiny_options(demo_data, 'lenient_run', total_iter=2, amp=True)
+    opt = tiny_options(demo_data, 'lenient_run', total_iter=2, use_amp=True)
     opt['strict_options'] = False
     opt['val']['metrics']['psnr']['window'] = 3  # extra keys that nothing reads
     result = run_cli(['train', '-opt', write_options(opt, tmp_path / 'train.yml')], cwd=tmp_path)
     warnings = [line for line in result.stderr.splitlines() if line.startswith('warning: ')]
     assert len(warnings) == 2
-    assert 'train.amp is not an option of SRModel' in warnings[0] and 'val.metrics.psnr.window' in warnings[1]
+    assert 'train.use_amp is not an option of SRModel' in warnings[0] and 'val.metrics.psnr.window' in warnings[1]
     trained = tmp_path / 'experiments' / 'lenient_run' / 'models' / 'net_g_latest.pth'
     assert trained.is_file()
 

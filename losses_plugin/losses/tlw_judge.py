@@ -89,7 +89,7 @@ class LPIPSJudge(nn.Module):
         if not os.path.isfile(path):
             where = ('train.tlw.judge.weights_path' if weights_path else
                      f'the torch hub cache ({os.path.dirname(path)}), where torchvision looks')
-            raise FileNotFoundError(
+            raise OptionError(
                 f"TLW judge lpips: the VGG16 backbone weights '{path}' do not exist. Download {VGG16_URL} on a "
                 f'machine with internet and put it in {where}, or set train.tlw.judge.weights_path to the file; '
                 "or use a weight-free judge (train.tlw.judge.type: ms_ssim).")

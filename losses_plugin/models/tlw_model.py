@@ -25,6 +25,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from losses_plugin.checks import OptionError
 from losses_plugin.losses.tlw_judge import build_judge
 from losses_plugin.losses.tlw_loss import WC_EPS, TLWLoss, weight_criterion
+from losses_plugin.models.training_step import full_precision
 
 K_SCHEDULE = {'k0': 0.3, 'k_span': 0.6, 'tau': 200}  # the paper's (the reference code uses tau 100)
 SCHEDULERS = {'MultiStepLR': MultiStepRestartLR, 'MultiStepRestartLR': MultiStepRestartLR,
@@ -117,19 +118,23 @@ class TLWModel(SRModel):
         net_w.set_k(self.k)
 
         self.optimizer_g.zero_grad()
-        self.output = self.net_g(self.lq)
+        with self.step_guard.autocast():
+            self.output = full_precision(self.net_g(self.lq))
         sr = self.output.detach()
 
         # E-step helper: one step of the weighting network on -log WC of one sample (eq. 8-9)
         self.optimizer_w.zero_grad()
-        w = net_w.sample(self.net_w(self.gt, sr), num_samples=1)[0]
+        with self.step_guard.autocast():
+            mean = self.net_w(self.gt, sr)
+        w = net_w.sample(mean, num_samples=1)[0]
         wc = weight_criterion(self.judge, w, sr, self.gt, self.wc_eps)
         l_w = -torch.log(wc).mean()
         self.step_guard.step('net_w', self.optimizer_w, l_w, {'l_w': l_w}, current_iter)
 
         # M-step: T samples from the updated weighting network weight the SR loss (eq. 11-13)
         with torch.no_grad():
-            self.weight_mean = self.net_w(self.gt, sr)
+            with self.step_guard.autocast():
+                self.weight_mean = self.net_w(self.gt, sr)
             self.weight_samples = net_w.sample(self.weight_mean)
             wc_samples = weight_criterion(self.judge, self.weight_samples, sr, self.gt, self.wc_eps)
         l_pix = self.cri_pix(self.output, self.gt, self.weight_samples, wc_samples)

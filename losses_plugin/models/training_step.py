@@ -1,8 +1,15 @@
-"""The optimiser step every model shares: ``train.grad_clip`` and the non-finite policy ``train.non_finite``.
+"""The optimiser step every model shares: mixed precision ``train.amp``, ``train.grad_clip`` and the
+non-finite policy ``train.non_finite``.
 
     train:
+      amp: {dtype: bfloat16}        # or float16 (with a GradScaler per optimiser); absent = float32
       grad_clip: {max_norm: 0.1}    # clip_grad_norm_ over the parameters of each optimiser; absent = off
       non_finite: {max_skips: 10}   # absent = {max_skips: 0}: the first non-finite step stops training
+
+Under ``amp`` the networks' forward passes run under autocast (:meth:`StepGuard.autocast`); losses are
+computed in float32 from the float32 copy of the output (:func:`full_precision`); weights, optimiser
+states and checkpoints stay float32. With float16 a GradScaler scales each loss; a step whose scaled
+gradients overflow is the scaler's to skip (it lowers the scale) and is not counted below.
 
 A step whose loss terms or gradients hold NaN/Inf is skipped: the optimiser does not step, the
 scheduler step of this iteration is taken back, the model's EMA is not updated, and a warning names
@@ -40,6 +47,22 @@ def _read_grad_clip(opt):
     return float(max_norm), float(norm_type)
 
 
+AMP_DTYPES = {'bfloat16': torch.bfloat16, 'float16': torch.float16}
+
+
+def _read_amp(opt):
+    if opt is None:
+        return None
+    if not isinstance(opt, dict) or set(opt) != {'dtype'} or opt['dtype'] not in AMP_DTYPES:
+        raise OptionError(f'train.amp: expected {{dtype: bfloat16}} or {{dtype: float16}}, got {opt!r}')
+    return AMP_DTYPES[opt['dtype']]
+
+
+def full_precision(tensor):
+    """A float16/bfloat16 tensor as float32 (losses are computed in float32 under AMP); others unchanged."""
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
+
+
 def _read_max_skips(opt):
     if opt is None:
         return 0
@@ -72,8 +95,34 @@ class StepGuard:
         self.model = model
         self.grad_clip = _read_grad_clip(train_opt.get('grad_clip'))
         self.max_skips = _read_max_skips(train_opt.get('non_finite'))
+        self.amp_dtype = _read_amp(train_opt.get('amp'))
         self.skips_in_a_row = {}
+        self.scalers = {}  # one GradScaler per optimised network under float16
         self.scheduler_states = None
+
+    def autocast(self):
+        """Autocast for the networks' forward passes under ``train.amp`` (a no-op without it)."""
+        return torch.autocast(self.model.device.type, dtype=self.amp_dtype or torch.float32,
+                              enabled=self.amp_dtype is not None)
+
+    def _scaler(self, network):
+        if self.amp_dtype is not torch.float16:
+            return None
+        if network not in self.scalers:
+            self.scalers[network] = torch.amp.GradScaler(self.model.device.type)
+        return self.scalers[network]
+
+    def state_dict(self):
+        """What a training state keeps: the skip counts and each GradScaler's scale."""
+        return {'skips_in_a_row': dict(self.skips_in_a_row),
+                'scalers': {network: scaler.state_dict() for network, scaler in self.scalers.items()}}
+
+    def load_state_dict(self, state):
+        self.skips_in_a_row = dict(state.get('skips_in_a_row', {}))
+        for network, scaler_state in state.get('scalers', {}).items():
+            scaler = self._scaler(network)
+            if scaler is not None:
+                scaler.load_state_dict(scaler_state)
 
     def before_schedulers_step(self):
         """Called before the iteration's scheduler step: what a skipped step restores."""
@@ -92,25 +141,42 @@ class StepGuard:
         Returns:
             bool: whether the optimiser stepped (False: skipped; the caller leaves its EMA alone).
         """
-        loss.backward()  # also with a non-finite loss: under DDP every rank must join the gradient all-reduce
+        scaler = self._scaler(network)
+        # also with a non-finite loss: under DDP every rank must join the gradient all-reduce
+        (scaler.scale(loss) if scaler else loss).backward()
+        if scaler:
+            scaler.unscale_(optimizer)
         params = [p for group in optimizer.param_groups for p in group['params']]
         bad_terms = [name for name, value in {'total': loss, **terms}.items()
                      if torch.is_tensor(value) and not bool(torch.isfinite(value.detach()).all())]
         norm = _gradient_norm(params, self.grad_clip)
         bad_gradient = norm is not None and not bool(torch.isfinite(norm))
-        if not any_rank(bad_terms or bad_gradient, self.model.device):
+        bad_terms = any_rank(bad_terms, self.model.device) and (bad_terms or ['(on another rank)'])
+        bad = bad_terms or any_rank(bad_gradient, self.model.device)
+        if scaler:
+            if not bad_terms:
+                scaler.step(optimizer)  # skips the step itself when the scaled gradients overflowed
+            scaler.update()  # (lowers the scale after an overflow)
+            if not bad_terms and bad and scaler.get_scale() >= 1:  # an overflow: not counted
+                optimizer.zero_grad(set_to_none=True)
+                self._undo_scheduler_step(optimizer)
+                return False
+        elif not bad:
             optimizer.step()
+        if not bad:
             self.skips_in_a_row[network] = 0
             return True
         optimizer.zero_grad(set_to_none=True)
         self._undo_scheduler_step(optimizer)
         skips = self.skips_in_a_row[network] = self.skips_in_a_row.get(network, 0) + 1
-        if bad_terms:
+        if bad_terms == ['(on another rank)']:
+            reason = 'a non-finite loss on another rank'
+        elif bad_terms:
             reason = 'non-finite ' + ', '.join(f'{name}={float(terms.get(name, loss)):g}' for name in bad_terms)
         elif bad_gradient:
             reason = f'non-finite gradient of {network} (the loss terms are finite)'
         else:
-            reason = 'a non-finite loss or gradient on another rank'
+            reason = 'a non-finite gradient on another rank'
         message = (f'iteration {current_iter}: skipped the {network} step: {reason}; {skips} skipped in a row '
                    f'(train.non_finite.max_skips: {self.max_skips})')
         if skips > self.max_skips:
@@ -141,7 +207,8 @@ def check_finite_weights(net, label, current_iter):
 def sr_model_optimize_parameters(model, current_iter):
     """BasicSR's ``SRModel.optimize_parameters`` (pixel and perceptual losses on net_g) through the guard."""
     model.optimizer_g.zero_grad()
-    model.output = model.net_g(model.lq)
+    with model.step_guard.autocast():
+        model.output = full_precision(model.net_g(model.lq))
     l_total = 0
     loss_dict = {}
     if model.cri_pix:

@@ -19,6 +19,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from losses_plugin.checks import OptionError, check_existing_file
 from losses_plugin.losses.udl_loss import UDLLoss, udl_weights
+from losses_plugin.models.training_step import full_precision
 
 
 @MODEL_REGISTRY.register()
@@ -53,12 +54,13 @@ class UDLModel(SRModel):
 
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad()
-        if self.stage == 'esu':
-            self.output, self.uncertainty = self.net_g(self.lq, return_uncertainty=True)
-        else:
-            self.output = self.net_g(self.lq)
-            with torch.no_grad():
-                self.uncertainty = self.estimator(self.lq, return_uncertainty=True)[1]
+        with self.step_guard.autocast():
+            if self.stage == 'esu':
+                self.output, self.uncertainty = map(full_precision, self.net_g(self.lq, return_uncertainty=True))
+            else:
+                self.output = full_precision(self.net_g(self.lq))
+                with torch.no_grad():
+                    self.uncertainty = full_precision(self.estimator(self.lq, return_uncertainty=True)[1])
         l_pix = self.cri_pix(self.output, self.gt, self.uncertainty)
         stepped = self.step_guard.step('net_g', self.optimizer_g, l_pix, {'l_pix': l_pix}, current_iter)
 

@@ -1,0 +1,112 @@
+"""Mixed precision, `train.amp: {dtype: bfloat16|float16}` (losses_plugin/models/training_step.py), on the CPU.
+
+The networks' forward passes run in the chosen dtype, losses in float32, weights and checkpoints stay float32;
+a few iterations follow the float32 loss curve within a stated tolerance; float16's GradScaler is saved with
+the training state and restored on resume.
+"""
+import copy
+
+import pytest
+import torch
+from basicsr.models import build_model
+
+from losses_plugin.checks import OptionError
+from losses_plugin.resume import load_training_state
+
+# bfloat16 keeps 8 bits of mantissa: a loss of these tiny networks moves by well under this from float32
+CURVE_TOLERANCE = 0.03  # relative, per iteration, over 4 iterations from the same weights and batch
+
+EDSR = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2}
+ADAM = {'type': 'Adam', 'lr': 1e-4, 'betas': [0.9, 0.99]}
+
+
+def options(tmp_path, model_type, amp=None):
+    folder = str(tmp_path)
+    opt = {'name': 'amp', 'model_type': model_type, 'scale': 2, 'num_gpu': 0, 'is_train': True, 'dist': False,
+           'rank': 0, 'world_size': 1, 'network_g': dict(EDSR),
+           'path': {'experiments_root': folder, 'models': folder, 'training_states': folder},
+           'train': {'ema_decay': 0, 'optim_g': dict(ADAM), 'pixel_opt': {'type': 'SPLoss'},
+                     'scheduler': {'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5}}}
+    if model_type == 'TLWModel':
+        opt['network_w'] = {'type': 'TLWWeightingNet', 'num_feat': 4}
+        opt['train'].update(optim_w=dict(ADAM), pixel_opt={'type': 'TLWLoss'},
+                            tlw={'judge': {'type': 'ms_ssim'}, 'iters_per_epoch': 1})
+    if model_type == 'UDLModel':
+        opt['network_g'] = {'type': 'UncertaintySRNet', 'backbone': dict(EDSR)}
+        opt['train']['pixel_opt'] = {'type': 'UDLLoss', 'stage': 'esu'}
+    if amp:
+        opt['train']['amp'] = {'dtype': amp}
+    return opt
+
+
+def train(opt, iterations=4):
+    """Per-iteration logged losses and the dtypes the first convolution of net_g computed in."""
+    torch.manual_seed(0)
+    model = build_model(copy.deepcopy(opt))
+    dtypes = []
+    first_conv = next(m for m in model.net_g.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+    generator = torch.Generator().manual_seed(1)
+    batch = {'lq': torch.rand(2, 3, 16, 16, generator=generator), 'gt': torch.rand(2, 3, 32, 32, generator=generator)}
+    curve = []
+    for iteration in range(1, iterations + 1):
+        torch.manual_seed(100 + iteration)  # TLW's samples: the same draws in both precisions
+        model.feed_data(batch)
+        model.update_learning_rate(iteration)
+        model.optimize_parameters(iteration)
+        curve.append(model.get_current_log())
+    return model, curve, set(dtypes)
+
+
+@pytest.mark.parametrize('model_type, term', [('SRModel', 'l_pix'), ('TLWModel', 'l_pix'), ('TLWModel', 'l_w'),
+                                              ('UDLModel', 'l_pix')])
+def test_bfloat16_runs_the_networks_in_bfloat16_and_follows_the_float32_curve(tmp_path, model_type, term):
+    model32, curve32, dtypes32 = train(options(tmp_path, model_type))
+    model16, curve16, dtypes16 = train(options(tmp_path, model_type, 'bfloat16'))
+    assert dtypes32 == {torch.float32} and dtypes16 == {torch.bfloat16}
+    for logged32, logged16 in zip(curve32, curve16):
+        assert logged16[term] == pytest.approx(logged32[term], rel=CURVE_TOLERANCE)
+    assert curve16[-1][term] != curve32[-1][term]  # bfloat16 did change the arithmetic
+    for model in (model16, model32):
+        assert all(p.dtype == torch.float32 for p in model.net_g.parameters())
+    if model_type == 'SRModel':  # the loss itself is float32: the model's output is, under autocast too
+        assert model16.output.dtype == torch.float32
+
+
+def test_float16_gradscaler_is_saved_and_restored_with_the_training_state(tmp_path):
+    opt = options(tmp_path, 'SRModel', 'float16')
+    model, curve, dtypes = train(opt)
+    assert dtypes == {torch.float16} and all(torch.isfinite(torch.tensor(c['l_pix'])) for c in curve)
+    scaler = model.step_guard.scalers['net_g']
+    assert scaler.is_enabled() and scaler.get_scale() > 0
+    scaler.update(1234.0)  # a scale no fresh scaler has
+    model.save_training_state(epoch=0, current_iter=4)
+    state = load_training_state(str(tmp_path / '4.state'), opt)
+    assert state['step_guard']['scalers']['net_g']['scale'] == 1234.0
+
+    resumed = build_model(copy.deepcopy(opt))
+    resumed.resume_training(state)
+    assert resumed.step_guard.scalers['net_g'].get_scale() == 1234.0
+    assert all(p.dtype == torch.float32 for p in resumed.net_g.parameters())
+
+
+def test_float16_overflow_is_the_scalers_to_skip_not_the_non_finite_policy(tmp_path):
+    """A first scale of 2^40 overflows float16 gradients: the scaler skips and halves, training goes on."""
+    opt = options(tmp_path, 'SRModel', 'float16')
+    torch.manual_seed(0)
+    model = build_model(copy.deepcopy(opt))
+    model.step_guard.scalers['net_g'] = torch.amp.GradScaler('cpu', init_scale=2.0 ** 40, growth_interval=1000)
+    before = [p.detach().clone() for p in model.net_g.parameters()]
+    model.feed_data({'lq': torch.rand(2, 3, 16, 16), 'gt': torch.rand(2, 3, 32, 32)})
+    model.update_learning_rate(1)
+    model.optimize_parameters(1)  # max_skips is 0: a counted skip would raise
+    assert model.step_guard.scalers['net_g'].get_scale() < 2.0 ** 40
+    assert all(torch.equal(a, p) for a, p in zip(before, model.net_g.parameters()))  # the step was skipped
+
+
+@pytest.mark.parametrize('amp', [{'dtype': 'float8'}, {'dtype': 'bfloat16', 'enabled': True}, 'bf16', True])
+def test_bad_amp_options_are_one_line_errors(tmp_path, amp):
+    opt = options(tmp_path, 'SRModel')
+    opt['train']['amp'] = amp
+    with pytest.raises(OptionError, match=r'train.amp: expected \{dtype: bfloat16\} or \{dtype: float16\}'):
+        build_model(opt)
