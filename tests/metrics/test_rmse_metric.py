@@ -24,3 +24,14 @@ def test_rmse_y_channel_and_shape_check():
                                                         'test_y_channel': True}) == 0
     with pytest.raises(ValueError, match='image shapes differ'):
         calculate_metric({'img': img, 'img2': img[:4]}, {'type': 'calculate_rmse', 'crop_border': 0})
+
+
+def test_chw_input_order_gives_the_hwc_value():
+    """input_order 'CHW' (BasicSR's option): the same images channel-first score the same, crop included."""
+    rng = np.random.default_rng(1)
+    img, img2 = (rng.integers(0, 256, (9, 7, 3)).astype(np.uint8) for _ in range(2))
+    hwc = calculate_metric({'img': img, 'img2': img2}, {'type': 'calculate_rmse', 'crop_border': 2})
+    chw = calculate_metric({'img': img.transpose(2, 0, 1), 'img2': img2.transpose(2, 0, 1)},
+                           {'type': 'calculate_rmse', 'crop_border': 2, 'input_order': 'CHW'})
+    expected = np.sqrt(np.mean((img[2:-2, 2:-2].astype(float) - img2[2:-2, 2:-2]) ** 2))
+    assert hwc == pytest.approx(expected) and chw == pytest.approx(expected)
