@@ -33,6 +33,11 @@ SR_MODEL_TRAIN_KEYS = ('ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmu
 # Read by losses_plugin.models.training_step.StepGuard, which compat.patch_guarded_steps builds in
 # SRModel.init_training_settings, so every model that calls it reads them.
 STEP_GUARD_TRAIN_KEYS = ('amp', 'grad_clip', 'non_finite')
+# What BasicSR's SRGANModel (and ESRGANModel, which adds nothing) reads from ``train:`` (srgan_model.py). Its
+# init_training_settings and optimize_parameters are its own, without the step guard: the guard's keys
+# would be ignored there, so they are not among these.
+SRGAN_MODEL_TRAIN_KEYS = ('ema_decay', 'optim_g', 'optim_d', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt',
+                          'ldl_opt', 'perceptual_opt', 'gan_opt', 'net_d_iters', 'net_d_init_iters')
 # BasicSR's calculate_metric(data, opt) calls metric(**data, **opt): SRModel supplies the images, and
 # 'better' (which of higher/lower is best) is read by the model, not by the metric.
 METRIC_DATA = ('img', 'img2')
@@ -72,16 +77,21 @@ def accepted_options(target):
 def model_train_keys(model_cls):
     """``{key: [checked sub-keys]}`` of the ``train:`` options ``model_cls`` reads, or None when unknown.
 
-    SRModel's keys plus every subclass's ``TRAIN_KEYS`` along the MRO; unknown when a class between
-    ``model_cls`` and SRModel declares no ``TRAIN_KEYS``, or when the model is not an SRModel.
+    SRModel's keys (SRGANModel's for BasicSR's GAN models) plus every subclass's ``TRAIN_KEYS`` along the
+    MRO; unknown when a class between ``model_cls`` and SRModel declares no ``TRAIN_KEYS``, or when the
+    model is not an SRModel.
     """
+    from basicsr.models.esrgan_model import ESRGANModel
     from basicsr.models.sr_model import SRModel
+    from basicsr.models.srgan_model import SRGANModel
 
+    base_keys = {SRModel: SR_MODEL_TRAIN_KEYS + STEP_GUARD_TRAIN_KEYS, SRGANModel: SRGAN_MODEL_TRAIN_KEYS,
+                 ESRGANModel: SRGAN_MODEL_TRAIN_KEYS}
     declared = []
     for cls in model_cls.__mro__:
-        if cls is SRModel:
+        if cls in base_keys:
             keys = {}
-            for entry in SR_MODEL_TRAIN_KEYS + STEP_GUARD_TRAIN_KEYS + tuple(declared):
+            for entry in base_keys[cls] + tuple(declared):
                 key, _, sub = entry.partition('.')
                 keys.setdefault(key, [])
                 if sub:

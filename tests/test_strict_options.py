@@ -172,18 +172,34 @@ def test_train_keys_are_known_for_srmodel_and_declaring_subclasses_only():
         TRAIN_KEYS = ('extra.b', )
 
     assert model_train_keys(OwnModel) is None
-    assert model_train_keys(MODEL_REGISTRY.get('ESRGANModel')) is None  # BasicSR's GAN models: not declared
+    gan_keys = model_train_keys(MODEL_REGISTRY.get('ESRGANModel'))  # BasicSR's GAN models: their own keys
+    assert {'optim_d', 'gan_opt', 'net_d_iters', 'pixel_opt'} <= set(gan_keys)
+    assert not {'amp', 'grad_clip', 'non_finite'} & set(gan_keys)  # their own steps, without the step guard
     keys = model_train_keys(DeclaringChild)
     assert {'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'grad_clip',
             'non_finite', 'optim_x'} <= set(keys) and keys['extra'] == ['a', 'b']
     assert keys.keys() - model_train_keys(SRModel).keys() == {'optim_x', 'extra'}
 
 
-def test_unchecked_train_keys_of_unknown_models_still_check_losses(demo_data):
-    opt = tiny_options(demo_data, 'gan', use_amp=True, gan_opt={'type': 'GANLoss', 'gan_typ': 'vanilla'})
+def test_gan_models_reject_the_step_guard_keys_they_would_ignore_and_check_their_losses(demo_data):
+    opt = tiny_options(demo_data, 'gan', gan_opt={'type': 'GANLoss', 'gan_typ': 'vanilla'}, grad_clip={'max_norm': 1})
     opt['model_type'] = 'ESRGANModel'
-    assert [p.split(';')[0] for p in option_key_problems(opt)] == [
-        'train.gan_opt.gan_typ is not an option of GANLoss']
+    assert [p.split(';')[0].split(' (valid')[0] for p in option_key_problems(opt)] == [
+        'train.grad_clip is not an option of ESRGANModel', 'train.gan_opt.gan_typ is not an option of GANLoss']
+
+
+def test_unchecked_train_keys_of_unknown_models_still_check_losses(demo_data):
+    from basicsr.utils.registry import MODEL_REGISTRY
+    from basicsr.models.sr_model import SRModel
+
+    class UndeclaredUserModel(SRModel):
+        pass
+
+    MODEL_REGISTRY._obj_map.setdefault('UndeclaredUserModel', UndeclaredUserModel)
+    opt = tiny_options(demo_data, 'user', use_amp=True, perceptual_opt={'type': 'L1Loss', 'weigth': 1})
+    opt['model_type'] = 'UndeclaredUserModel'
+    assert [p.split(';')[0].split(' (valid')[0] for p in option_key_problems(opt)] == [
+        'train.perceptual_opt.weigth is not an option of L1Loss']
 
 
 def test_strict_options_must_be_a_bool(demo_data, tmp_path, capsys):
