@@ -17,7 +17,7 @@ machine where BasicSR already worked (CUDA available, older torchvision):
   DDP-wrapped network and hangs for networks with buffers; every rank validates a shard instead.
 - :func:`patch_guarded_steps`: ``SRModel`` (and every model built on it) steps through
   :class:`losses_plugin.models.training_step.StepGuard` (``train.amp``, ``train.grad_clip``,
-  ``train.non_finite``), whose state (GradScalers, skip counts) joins the training state; no model
+  ``train.non_finite``, ``train.channels_last``, ``train.compile``), whose state (GradScalers, skip counts) joins the training state; no model
   saves non-finite weights.
 """
 import os
@@ -156,6 +156,8 @@ def patch_guarded_steps():
     from losses_plugin.models import training_step
 
     basicsr_init_training_settings = SRModel.init_training_settings
+    basicsr_feed_data = SRModel.feed_data
+    basicsr_get_bare_model = BaseModel.get_bare_model
     basicsr_update_learning_rate = BaseModel.update_learning_rate
     basicsr_save_network = BaseModel.save_network
     basicsr_resume_training = BaseModel.resume_training
@@ -163,6 +165,19 @@ def patch_guarded_steps():
     def init_training_settings(self):
         self.step_guard = training_step.StepGuard(self)  # reads and checks its options first
         basicsr_init_training_settings(self)
+        self.step_guard.prepare_networks()
+
+    def feed_data(self, data):
+        basicsr_feed_data(self, data)
+        if getattr(self, 'step_guard', None) is not None:
+            for name in ('lq', 'gt'):
+                if hasattr(self, name):
+                    setattr(self, name, self.step_guard.memory_format(getattr(self, name)))
+
+    def get_bare_model(self, net):
+        """BasicSR's unwrapping of DDP/DataParallel, and of torch.compile's wrapper."""
+        net = basicsr_get_bare_model(self, getattr(net, '_orig_mod', net))  # compile(DDP(net)) -> net
+        return getattr(net, '_orig_mod', net)
 
     def update_learning_rate(self, current_iter, warmup_iter=-1):
         if getattr(self, 'step_guard', None) is not None:
@@ -194,6 +209,8 @@ def patch_guarded_steps():
             self.step_guard.load_state_dict(resume_state['step_guard'])
 
     SRModel.init_training_settings = init_training_settings
+    SRModel.feed_data = feed_data
+    BaseModel.get_bare_model = get_bare_model
     SRModel.optimize_parameters = optimize_parameters
     BaseModel.update_learning_rate = update_learning_rate
     BaseModel.save_network = save_network

@@ -110,3 +110,76 @@ def test_bad_amp_options_are_one_line_errors(tmp_path, amp):
     opt['train']['amp'] = amp
     with pytest.raises(OptionError, match=r'train.amp: expected \{dtype: bfloat16\} or \{dtype: float16\}'):
         build_model(opt)
+
+
+# --- channels_last and torch.compile ------------------------------------------------------------------------
+
+def one_step(opt):
+    torch.manual_seed(0)
+    model = build_model(copy.deepcopy(opt))
+    model.feed_data({'lq': torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)),
+                     'gt': torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))})
+    model.update_learning_rate(1)
+    model.optimize_parameters(1)
+    return model
+
+
+def test_channels_last_lays_out_networks_and_batches_and_changes_no_result(tmp_path):
+    plain = one_step(options(tmp_path, 'TLWModel'))
+    opt = options(tmp_path, 'TLWModel')
+    opt['train']['channels_last'] = True
+    laid_out = one_step(opt)
+    for net in (laid_out.net_g, laid_out.net_w):
+        conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert laid_out.lq.is_contiguous(memory_format=torch.channels_last) and not plain.lq.is_contiguous(
+        memory_format=torch.channels_last)
+    for name in ('l_pix', 'l_w'):
+        assert laid_out.get_current_log()[name] == pytest.approx(plain.get_current_log()[name], rel=1e-5)
+
+
+def test_compiled_networks_train_and_save_plain_checkpoints(tmp_path):
+    """`compile: {backend: eager}` runs the dynamo wiring without a C++ build (inductor is the default)."""
+    opt = options(tmp_path, 'TLWModel')
+    opt['train']['compile'] = {'backend': 'eager'}
+    model = one_step(opt)
+    assert type(model.net_g).__name__ == 'OptimizedModule' and type(model.net_w).__name__ == 'OptimizedModule'
+    plain = one_step(options(tmp_path, 'TLWModel'))
+    assert model.get_current_log()['l_pix'] == pytest.approx(plain.get_current_log()['l_pix'], rel=1e-5)
+    model.save(0, 1)
+    for label, net in (('net_g', plain.net_g), ('net_w', plain.net_w)):
+        saved = torch.load(tmp_path / f'{label}_1.pth', weights_only=True)['params']
+        assert not any('_orig_mod' in key for key in saved)
+        net.load_state_dict(saved)  # the plain network takes the compiled run's checkpoint
+
+
+@pytest.mark.parametrize('key, value, message', [
+    ('compile', {'mode': 'fast', 'warp': 1}, r'train.compile: expected true, false or \{mode, backend'),
+    ('compile', 'yes', r'train.compile: expected true, false or'),
+    ('channels_last', 'yes', r'train.channels_last: expected true or false'),
+])
+def test_bad_layout_options_are_one_line_errors(tmp_path, key, value, message):
+    opt = options(tmp_path, 'SRModel')
+    opt['train'][key] = value
+    with pytest.raises(OptionError, match=message):
+        build_model(opt)
+
+
+@pytest.mark.slow
+def test_resume_works_with_and_without_compile_and_amp_either_way(demo_data, tmp_path):
+    """A compiled bfloat16 run resumes plain float32, and that one resumes compiled float16 (scaler fresh)."""
+    from conftest import run_cli, tiny_options, training_log, write_options
+    opt = tiny_options(demo_data, 'switch', total_iter=2, compile={'backend': 'eager'}, amp={'dtype': 'bfloat16'},
+                       channels_last=True)
+    opt['logger']['save_checkpoint_freq'] = 2
+    run_cli(['train', '-opt', write_options(opt, tmp_path / 'a.yml')], cwd=tmp_path)
+    plain = dict(opt, train={k: v for k, v in opt['train'].items() if k not in ('compile', 'amp', 'channels_last')})
+    plain['train']['total_iter'] = 4
+    run_cli(['train', '-opt', write_options(plain, tmp_path / 'b.yml'), '--auto_resume'], cwd=tmp_path)
+    half = dict(opt, train=dict(opt['train'], total_iter=6, amp={'dtype': 'float16'}))
+    run_cli(['train', '-opt', write_options(half, tmp_path / 'c.yml'), '--auto_resume'], cwd=tmp_path)
+    log = training_log(tmp_path / 'experiments' / 'switch')
+    assert 'Resuming training from iter: 2.' in log and 'Resuming training from iter: 4.' in log
+    saved = torch.load(tmp_path / 'experiments' / 'switch' / 'models' / 'net_g_latest.pth', weights_only=True)
+    assert not any('_orig_mod' in key for key in saved['params'])
+    assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in saved['params'].values())

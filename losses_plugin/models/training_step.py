@@ -5,6 +5,12 @@ non-finite policy ``train.non_finite``.
       amp: {dtype: bfloat16}        # or float16 (with a GradScaler per optimiser); absent = float32
       grad_clip: {max_norm: 0.1}    # clip_grad_norm_ over the parameters of each optimiser; absent = off
       non_finite: {max_skips: 10}   # absent = {max_skips: 0}: the first non-finite step stops training
+      channels_last: true           # the trained networks and the batches in channels-last memory layout
+      compile: true                 # or {mode: max-autotune, backend: inductor, dynamic: ...}: torch.compile
+
+``compile`` wraps each trained network in ``torch.compile``; where compiling fails, dynamo falls back
+to running the network as written (a warning says so). Checkpoints hold the plain network's keys (no
+``_orig_mod.``), so they load with or without ``compile``.
 
 Under ``amp`` the networks' forward passes run under autocast (:meth:`StepGuard.autocast`); losses are
 computed in float32 from the float32 copy of the output (:func:`full_precision`); weights, optimiser
@@ -22,6 +28,7 @@ from basicsr.utils import get_root_logger
 
 from losses_plugin.checks import OptionError
 from losses_plugin.distributed import any_rank
+from losses_plugin.models.sharded_validation import model_networks
 
 
 class TrainingStopped(RuntimeError):
@@ -63,6 +70,26 @@ def full_precision(tensor):
     return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
 
 
+COMPILE_KEYS = ('mode', 'backend', 'dynamic', 'fullgraph')
+
+
+def _read_compile(opt):
+    if opt is None or opt is False:
+        return None
+    if opt is True:
+        return {}
+    if not isinstance(opt, dict) or set(opt) - set(COMPILE_KEYS):
+        raise OptionError(f"train.compile: expected true, false or {{{', '.join(COMPILE_KEYS)}}} (torch.compile's "
+                          f'arguments), got {opt!r}')
+    return dict(opt)
+
+
+def _read_flag(key, value):
+    if value is not None and not isinstance(value, bool):
+        raise OptionError(f'train.{key}: expected true or false, got {value!r}')
+    return bool(value)
+
+
 def _read_max_skips(opt):
     if opt is None:
         return 0
@@ -96,6 +123,8 @@ class StepGuard:
         self.grad_clip = _read_grad_clip(train_opt.get('grad_clip'))
         self.max_skips = _read_max_skips(train_opt.get('non_finite'))
         self.amp_dtype = _read_amp(train_opt.get('amp'))
+        self.channels_last = _read_flag('channels_last', train_opt.get('channels_last'))
+        self.compile = _read_compile(train_opt.get('compile'))
         self.skips_in_a_row = {}
         self.scalers = {}  # one GradScaler per optimised network under float16
         self.scheduler_states = None
@@ -104,6 +133,27 @@ class StepGuard:
         """Autocast for the networks' forward passes under ``train.amp`` (a no-op without it)."""
         return torch.autocast(self.model.device.type, dtype=self.amp_dtype or torch.float32,
                               enabled=self.amp_dtype is not None)
+
+    def prepare_networks(self):
+        """``channels_last`` and ``compile`` for every network the model optimises (after DDP wrapping)."""
+        trained = {id(p) for optimizer in self.model.optimizers for group in optimizer.param_groups
+                   for p in group['params']}
+        for name, net in model_networks(self.model).items():
+            if not any(id(p) in trained for p in net.parameters()):
+                continue
+            if self.channels_last:
+                net.to(memory_format=torch.channels_last)
+            if self.compile is not None:
+                import torch._dynamo as dynamo
+
+                dynamo.config.suppress_errors = True  # a network that fails to compile runs as written
+                get_root_logger().info(f'{name}: torch.compile({self.compile or ""}); if compiling fails, '
+                                       'the network runs uncompiled and torch logs why')
+                setattr(self.model, name, torch.compile(net, **self.compile))
+
+    def memory_format(self, tensor):
+        """A batch tensor in the networks' memory layout."""
+        return tensor.contiguous(memory_format=torch.channels_last) if self.channels_last else tensor
 
     def _scaler(self, network):
         if self.amp_dtype is not torch.float16:
