@@ -2,7 +2,7 @@
 
 - :data:`settings`: what the command line decided about the process group before BasicSR opens it
   (``num_gpu: 0`` trains distributed on CPU with gloo even where CUDA exists).
-- :func:`any_rank`: one agreed boolean for all ranks (a stop signal, a skipped step).
+- :func:`any_rank`, :func:`any_rank_each`: booleans all ranks agree on (a stop signal, a skipped step).
 - :func:`broadcast_buffers`: rank 0's buffers (BatchNorm statistics) to every rank.
 """
 from dataclasses import dataclass
@@ -25,13 +25,18 @@ def is_distributed():
 
 def any_rank(flag, device=None):
     """True on every rank when ``flag`` is true on any rank (a collective under DDP: all ranks call it)."""
+    return any_rank_each([flag], device)[0]
+
+
+def any_rank_each(flags, device=None):
+    """:func:`any_rank` of each of ``flags``, in one all-reduce."""
     if not is_distributed():
-        return bool(flag)
+        return [bool(flag) for flag in flags]
     if device is None:
         device = torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else 'cpu'
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+    values = torch.tensor([1.0 if flag else 0.0 for flag in flags], device=device)
+    dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in values.tolist()]
 
 
 def broadcast_buffers(net):

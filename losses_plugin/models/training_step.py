@@ -27,7 +27,7 @@ import torch
 from basicsr.utils import get_root_logger
 
 from losses_plugin.checks import OptionError
-from losses_plugin.distributed import any_rank
+from losses_plugin.distributed import any_rank_each
 from losses_plugin.models.sharded_validation import model_networks
 
 
@@ -196,37 +196,38 @@ class StepGuard:
         (scaler.scale(loss) if scaler else loss).backward()
         if scaler:
             scaler.unscale_(optimizer)
-        params = [p for group in optimizer.param_groups for p in group['params']]
-        bad_terms = [name for name, value in {'total': loss, **terms}.items()
-                     if torch.is_tensor(value) and not bool(torch.isfinite(value.detach()).all())]
-        norm = _gradient_norm(params, self.grad_clip)
-        bad_gradient = norm is not None and not bool(torch.isfinite(norm))
-        bad_terms = any_rank(bad_terms, self.model.device) and (bad_terms or ['(on another rank)'])
-        bad = bad_terms or any_rank(bad_gradient, self.model.device)
+        bad_here = [name for name, value in {'total': loss, **terms}.items()
+                    if torch.is_tensor(value) and not bool(torch.isfinite(value.detach()).all())]
+        norm = _gradient_norm([p for group in optimizer.param_groups for p in group['params']], self.grad_clip)
+        bad_terms, bad_gradient = any_rank_each([bad_here, norm is not None and not bool(torch.isfinite(norm))],
+                                                self.model.device)
+        overflow = False
         if scaler:
             if not bad_terms:
                 scaler.step(optimizer)  # skips the step itself when the scaled gradients overflowed
-            scaler.update()  # (lowers the scale after an overflow)
-            if not bad_terms and bad and scaler.get_scale() >= 1:  # an overflow: not counted
-                optimizer.zero_grad(set_to_none=True)
-                self._undo_scheduler_step(optimizer)
-                return False
-        elif not bad:
+            scaler.update()  # (and lowers the scale then)
+            overflow = bad_gradient and not bad_terms and scaler.get_scale() >= 1  # the scaler's business
+        elif not (bad_terms or bad_gradient):
             optimizer.step()
-        if not bad:
+        if not (bad_terms or bad_gradient):
             self.skips_in_a_row[network] = 0
             return True
         optimizer.zero_grad(set_to_none=True)
         self._undo_scheduler_step(optimizer)
+        if not overflow:
+            self._count_skip(network, current_iter, self._reason(network, bad_here, bad_terms, loss, terms))
+        return False
+
+    @staticmethod
+    def _reason(network, bad_here, bad_terms, loss, terms):
+        if bad_here:
+            return 'non-finite ' + ', '.join(f'{name}={float(terms.get(name, loss)):g}' for name in bad_here)
+        if bad_terms:
+            return 'a non-finite loss on another rank'
+        return f'non-finite gradient of {network} (the loss terms are finite)'
+
+    def _count_skip(self, network, current_iter, reason):
         skips = self.skips_in_a_row[network] = self.skips_in_a_row.get(network, 0) + 1
-        if bad_terms == ['(on another rank)']:
-            reason = 'a non-finite loss on another rank'
-        elif bad_terms:
-            reason = 'non-finite ' + ', '.join(f'{name}={float(terms.get(name, loss)):g}' for name in bad_terms)
-        elif bad_gradient:
-            reason = f'non-finite gradient of {network} (the loss terms are finite)'
-        else:
-            reason = 'a non-finite gradient on another rank'
         message = (f'iteration {current_iter}: skipped the {network} step: {reason}; {skips} skipped in a row '
                    f'(train.non_finite.max_skips: {self.max_skips})')
         if skips > self.max_skips:
@@ -234,7 +235,6 @@ class StepGuard:
                                     'resumes. Lower the learning rate, set train.grad_clip, or raise '
                                     'train.non_finite.max_skips.')
         get_root_logger().warning(message)
-        return False
 
     def _undo_scheduler_step(self, optimizer):
         if self.scheduler_states is None:
