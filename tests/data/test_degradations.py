@@ -188,3 +188,13 @@ def test_jpeg_quality_range_draws_both_ends():
     drawn = [jpeg(img, rng, quality=[20, 21]) for _ in range(12)]
     assert all(np.array_equal(d, low) or np.array_equal(d, high) for d in drawn)
     assert any(np.array_equal(d, low) for d in drawn) and any(np.array_equal(d, high) for d in drawn)
+
+
+def test_jpeg_rounds_to_the_nearest_8_bit_level_before_encoding():
+    """Values between 8-bit levels go to the nearest one (k + 0.7 -> k + 1), not down: the result is
+    OpenCV's JPEG of the rounded image."""
+    levels = np.random.default_rng(8).integers(0, 200, (16, 16, 3))
+    img = ((levels + 0.7) / 255).astype(np.float32)
+    reference = cv2.imdecode(cv2.imencode('.jpg', (levels + 1).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])[1],
+                             cv2.IMREAD_COLOR) / 255.
+    assert np.allclose(jpeg(img, RNG, quality=90), reference, atol=1e-6)
