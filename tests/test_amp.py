@@ -34,6 +34,9 @@ def options(tmp_path, model_type, amp=None):
     if model_type == 'UDLModel':
         opt['network_g'] = {'type': 'UncertaintySRNet', 'backbone': dict(EDSR)}
         opt['train']['pixel_opt'] = {'type': 'UDLLoss', 'stage': 'esu'}
+    if model_type == 'FGDModel':
+        opt['network_g'] = {'type': 'FGDNet', 'backbone': dict(EDSR)}
+        opt['train']['pixel_opt'] = {'type': 'FineGrainedDynamicLoss'}
     if amp:
         opt['train']['amp'] = {'dtype': amp}
     return opt
@@ -59,7 +62,7 @@ def train(opt, iterations=4):
 
 
 @pytest.mark.parametrize('model_type, term', [('SRModel', 'l_pix'), ('TLWModel', 'l_pix'), ('TLWModel', 'l_w'),
-                                              ('UDLModel', 'l_pix')])
+                                              ('UDLModel', 'l_pix'), ('FGDModel', 'l_total'), ('FGDModel', 'l_r')])
 def test_bfloat16_runs_the_networks_in_bfloat16_and_follows_the_float32_curve(tmp_path, model_type, term):
     model32, curve32, dtypes32 = train(options(tmp_path, model_type))
     model16, curve16, dtypes16 = train(options(tmp_path, model_type, 'bfloat16'))

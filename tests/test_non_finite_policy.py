@@ -135,6 +135,12 @@ def model_options(tmp_path, model_type='SRModel', **train):
         opt['network_w'] = {'type': 'TLWWeightingNet', 'num_feat': 4}
         opt['train'].update(optim_w=dict(GRADIENT_STEP), pixel_opt={'type': 'TLWLoss'},
                             tlw={'judge': {'type': 'l1'}, 'iters_per_epoch': 1})
+    if model_type == 'UDLModel':
+        opt['network_g'] = {'type': 'UncertaintySRNet', 'backbone': opt['network_g']}
+        opt['train']['pixel_opt'] = {'type': 'UDLLoss', 'stage': 'esu'}
+    if model_type == 'FGDModel':
+        opt['network_g'] = {'type': 'FGDNet', 'backbone': opt['network_g']}
+        opt['train']['pixel_opt'] = {'type': 'FineGrainedDynamicLoss'}
     return opt
 
 
@@ -151,7 +157,7 @@ def step_changes(opt):
             for k, b in before.items()}
 
 
-@pytest.mark.parametrize('model_type', ['SRModel', 'TLWModel'])
+@pytest.mark.parametrize('model_type', ['SRModel', 'TLWModel', 'UDLModel', 'FGDModel'])
 def test_grad_clip_bounds_every_optimised_networks_step(tmp_path, model_type):
     """A gradient step of rate 1 moves the weights by the gradient itself: clipped, its norm is max_norm."""
     free = step_changes(model_options(tmp_path, model_type))

@@ -13,8 +13,10 @@ import torch
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from losses_plugin.checks import OptionError
 from losses_plugin.fgd_bins import anchor_of
 from losses_plugin.losses.fgd_loss import FineGrainedDynamicLoss
+from losses_plugin.models.training_step import full_precision
 
 
 def class_fractions(probs):
@@ -26,15 +28,16 @@ def class_fractions(probs):
 
 @MODEL_REGISTRY.register()
 class FGDModel(SRModel):
+    TRAIN_KEYS = ()  # none beyond SRModel's (losses_plugin.strict_options)
 
     def init_training_settings(self):
         super().init_training_settings()
         if not isinstance(self.cri_pix, FineGrainedDynamicLoss):
-            raise ValueError('FGDModel: train.pixel_opt must be a FineGrainedDynamicLoss, got '
+            raise OptionError('FGDModel: train.pixel_opt must be a FineGrainedDynamicLoss, got '
                              f'{type(self.cri_pix).__name__}')
         net = self.get_bare_model(self.net_g)
         if not hasattr(net, 'num_bins') or not hasattr(net, 'area_sizes'):
-            raise ValueError(f'FGDModel: network_g must be an FGDNet, got {type(net).__name__}')
+            raise OptionError(f'FGDModel: network_g must be an FGDNet, got {type(net).__name__}')
         self.num_bins, self.area_sizes = net.num_bins, net.area_sizes
         # class counts since the last log line; BasicSR logs after the step when current_iter % print_freq == 0
         self.print_freq = self.opt.get('logger', {}).get('print_freq', 1) or 1
@@ -42,16 +45,18 @@ class FGDModel(SRModel):
 
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad()
-        results = self.net_g(self.lq, return_all=True)
-        self.output = results['out']
-        terms = self.cri_pix.terms(results['out'], self.gt, results['logits'], results['probs'], results['sr'])
+        with self.step_guard.autocast():
+            results = self.net_g(self.lq, return_all=True)
+        out, logits, sr = (full_precision(results[k]) for k in ('out', 'logits', 'sr'))
+        probs = None if results['probs'] is None else full_precision(results['probs'])
+        self.output = out
+        terms = self.cri_pix.terms(out, self.gt, logits, probs, sr)
         l_total = self.cri_pix.total(terms)
-        l_total.backward()
-        self.optimizer_g.step()
+        stepped = self.step_guard.step('net_g', self.optimizer_g, l_total, terms, current_iter)
         self.last_maps = {k: results[k].detach() for k in ('bins', 'areas')}
         self.log_dict = self.reduce_loss_dict(OrderedDict(l_total=l_total, **terms,
-                                                          **self._class_usage(results['probs'], current_iter)))
-        if self.ema_decay > 0:
+                                                          **self._class_usage(probs, current_iter)))
+        if stepped and self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 
     def _class_usage(self, probs, current_iter):
