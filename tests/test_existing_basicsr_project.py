@@ -239,6 +239,8 @@ def test_udl_stages_and_fgd_train_through_basicsrs_own_pipeline(demo_data, tmp_p
 
     opt = user_project(tmp_path, demo_data, {'type': 'FineGrainedDynamicLoss'}, model_type='FGDModel',
                        name='FGD_user_project', network_g={'type': 'FGDNet', 'backbone': dict(TINY_EDSR)})
+    opt['train'].update(amp={'dtype': 'bfloat16'}, grad_clip={'max_norm': 1.0}, non_finite={'max_skips': 2})
+    (tmp_path / 'options.yml').write_text(yaml.safe_dump(opt, sort_keys=False))
     train_with_basicsr(tmp_path)
     logs = {name: ''.join(p.read_text() for p in (tmp_path / 'experiments' / name).glob('train_*.log'))
             for name in ('ESU_user_project', 'UDL_user_project', 'FGD_user_project')}
