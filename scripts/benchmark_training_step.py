@@ -3,8 +3,12 @@ same backbone and batch: median of repeated iterations, timed round-robin (each 
 model once, so a slow spell of the machine hits all alike). Usage:
 
     python scripts/benchmark_training_step.py [--batch 16 --lr-size 32 --repeats 10 --device cpu --json out.json]
+        [--precisions float32 bfloat16]
 
 The default is the issues' reference setting: EDSR (64 features, 16 blocks) x4, batch 16 of 32x32 LR.
+Each model is timed in each precision (``train.amp``); ratios compare with SRModel + L1Loss in the same
+precision, and bfloat16 with the same model in float32. On CUDA the peak memory of a training step is
+reported too.
 """
 import argparse
 import copy
@@ -22,7 +26,7 @@ EDSR = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'num_bl
 ADAM = {'type': 'Adam', 'lr': 1e-4, 'betas': [0.9, 0.99]}
 TLW = {'model_type': 'TLWModel', 'network_w': {'type': 'TLWWeightingNet'},
        'train': {'pixel_opt': {'type': 'TLWLoss'}, 'optim_w': {'type': 'Adam', 'lr': 1e-4, 'betas': [0.5, 0.999]},
-                 'tlw': {'judge': {'type': 'ms_ssim'}}}}
+                 'tlw': {'judge': {'type': 'ms_ssim'}, 'iters_per_epoch': 1}}}
 
 # name -> (model options merged into the base, note); later models add a row here
 MODELS = {
@@ -30,7 +34,7 @@ MODELS = {
     'TLWModel (L1, ms_ssim judge)': (TLW, 'weighting net of 64 features, as the paper'),
     'TLWModel (L1, ms_ssim judge, 32-feature weighting net)': (
         dict(TLW, network_w={'type': 'TLWWeightingNet', 'num_feat': 32}), 'a lighter weighting net'),
-    'TLWModel (L1, l1 judge)': (dict(TLW, train=dict(TLW['train'], tlw={'judge': {'type': 'l1'}})),
+    'TLWModel (L1, l1 judge)': (dict(TLW, train=dict(TLW['train'], tlw={'judge': {'type': 'l1'}, 'iters_per_epoch': 1})),
                                 'the judge\'s share'),
     'UDLModel (stage esu)': ({'model_type': 'UDLModel', 'network_g': {'type': 'UncertaintySRNet', 'backbone': EDSR},
                               'train': {'pixel_opt': {'type': 'UDLLoss', 'stage': 'esu'}}}, 'backbone + head'),
@@ -52,13 +56,15 @@ def merged(base, extra):
     return out
 
 
-def model_options(extra, device):
+def model_options(extra, device, precision):
     base = {'name': 'benchmark', 'model_type': 'SRModel', 'scale': 4, 'num_gpu': 1 if device == 'cuda' else 0,
             'is_train': True, 'dist': False, 'rank': 0, 'world_size': 1, 'network_g': EDSR,
             'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
             'train': {'ema_decay': 0, 'optim_g': ADAM, 'scheduler': {'type': 'MultiStepLR', 'milestones': [10 ** 9],
                                                                       'gamma': 0.5}},
             'logger': {}}
+    if precision != 'float32':
+        base['train']['amp'] = {'dtype': precision}
     return merged(base, extra)
 
 
@@ -70,18 +76,19 @@ def main():
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--only', nargs='*', help='model names to time (default: all)')
+    parser.add_argument('--precisions', nargs='+', default=['float32', 'bfloat16'], choices=['float32', 'bfloat16',
+                                                                                             'float16'])
     parser.add_argument('--json', help='also write the results here')
     args = parser.parse_args()
 
     torch.manual_seed(0)
     names = [n for n in MODELS if not args.only or n in args.only or n == 'SRModel + L1Loss']
-    models = {name: build_model(model_options(MODELS[name][0], args.device)) for name in names}
+    models = {(name, precision): build_model(model_options(MODELS[name][0], args.device, precision))
+              for name in names for precision in args.precisions}
     lq = torch.rand(args.batch, 3, args.lr_size, args.lr_size)
     gt = torch.rand(args.batch, 3, 4 * args.lr_size, 4 * args.lr_size)
     for model in models.values():
         model.feed_data({'lq': lq, 'gt': gt})
-        if hasattr(model, 'set_epoch'):
-            model.set_epoch(0)
 
     def timed(function):
         if args.device == 'cuda':
@@ -95,29 +102,42 @@ def main():
     @torch.no_grad()
     def infer(model):
         net = model.get_bare_model(model.net_g).eval()
-        net(model.lq)
+        with model.step_guard.autocast():
+            net(model.lq)
         net.train()
 
-    times = {name: {'train': [], 'test': []} for name in models}
+    times = {key: {'train': [], 'test': []} for key in models}
+    peak = {}
     for round_ in range(args.warmup + args.repeats):
-        for name, model in models.items():
+        for key, model in models.items():
+            if args.device == 'cuda':
+                torch.cuda.reset_peak_memory_stats()
             elapsed = {'train': timed(lambda: model.optimize_parameters(1)), 'test': timed(lambda: infer(model))}
+            if args.device == 'cuda':
+                peak[key] = torch.cuda.max_memory_allocated() / 2 ** 20
             if round_ >= args.warmup:
                 for kind in elapsed:
-                    times[name][kind].append(elapsed[kind])
+                    times[key][kind].append(elapsed[kind])
         print(f'round {round_ + 1}/{args.warmup + args.repeats}', flush=True)
-    base = {kind: statistics.median(times['SRModel + L1Loss'][kind]) for kind in ('train', 'test')}
+    medians = {key: {kind: statistics.median(values) for kind, values in kinds.items()}
+               for key, kinds in times.items()}
     print(f'\nEDSR 64x16 x4, batch {args.batch} of {args.lr_size}x{args.lr_size} LR, {args.device}, '
           f'median of {args.repeats} iterations\n')
-    print('| model | ms per iteration | x SRModel + L1Loss | inference ms | x EDSR | note |\n'
-          '| --- | ---: | ---: | ---: | ---: | --- |')
+    print('| model | precision | ms per iteration | x SRModel + L1Loss | x its float32 | inference ms | x EDSR '
+          '| peak MiB | note |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
     results = {}
-    for name in models:
-        train, test = (statistics.median(times[name][kind]) for kind in ('train', 'test'))
-        results[name] = {'ms': 1000 * train, 'ratio': train / base['train'], 'inference_ms': 1000 * test,
-                         'inference_ratio': test / base['test']}
-        print(f"| {name} | {1000 * train:.0f} | {train / base['train']:.2f} | {1000 * test:.0f} | "
-              f"{test / base['test']:.2f} | {MODELS[name][1]} |")
+    for (name, precision), median in medians.items():
+        base = medians['SRModel + L1Loss', precision]
+        own32 = medians.get((name, 'float32'))
+        row = {'ms': 1000 * median['train'], 'ratio': median['train'] / base['train'],
+               'vs_float32': median['train'] / own32['train'] if own32 else None,
+               'inference_ms': 1000 * median['test'], 'inference_ratio': median['test'] / base['test'],
+               'peak_mib': peak.get((name, precision))}
+        results[f'{name} [{precision}]'] = row
+        vs32 = f"{row['vs_float32']:.2f}" if row['vs_float32'] else '-'
+        memory = f"{row['peak_mib']:.0f}" if row['peak_mib'] else '-'
+        print(f"| {name} | {precision} | {row['ms']:.0f} | {row['ratio']:.2f} | {vs32} | {row['inference_ms']:.0f} | "
+              f"{row['inference_ratio']:.2f} | {memory} | {MODELS[name][1]} |")
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(results, f, indent=2)
