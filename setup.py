@@ -54,6 +54,6 @@ setup(
         'lpips>=0.1.4',  # the TLW judge (its VGG backbone weights are supplied by the user)
         'matplotlib',  # the reproduction reports' charts
     ],
-    extras_require={'test': ['pytest', 'kornia>=0.9', 'pytorch-msssim>=1.0']},
+    extras_require={'test': ['pytest', 'kornia>=0.9', 'pytorch-msssim>=1.0', 'mutmut==3.8.1']},
     entry_points={'console_scripts': ['basicsr = losses_plugin.cli:main']},
 )

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Mutation testing of one package with mutmut (see docs/mutation.md).
+#
+#   bash scripts/mutation_test.sh PACKAGE [REV]
+#
+# PACKAGE: losses | metrics | data | models | archs. REV: a git revision to test (default: the
+# working tree as it is, tracked and untracked-but-not-ignored files).
+#
+# Never touches the repository: it builds a scratch workspace ($MUTATION_WORKDIR/PACKAGE, default
+# /tmp/losses_plugin-mutation/PACKAGE) holding losses_plugin/ with archs/ copied to
+# losses_plugin/archs (where the installed package has it), tests/, options/, scripts/, pytest.ini
+# and a setup.cfg whose [mutmut] section is the repository's with this package's source_paths and
+# tests. mutmut writes its mutants and results under WORKSPACE/mutants/ and puts that folder first
+# on sys.path, so the tests import the mutated copy, not the editable install.
+# One worker, nice 19, one OpenMP thread: the machine is shared. Mutants already tested in a
+# previous run of the same workspace keep their results; MUTATION_FRESH=1 starts over.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PACKAGE="${1:?usage: mutation_test.sh losses|metrics|data|models|archs [REV]}"
+REV="${2:-}"
+MUTMUT="${MUTMUT:-$ROOT/.venv/bin/mutmut}"
+WORK="${MUTATION_WORKDIR:-/tmp/losses_plugin-mutation}/$PACKAGE"
+
+case "$PACKAGE" in
+  losses)  SOURCE=losses_plugin/losses;  TESTS="tests/losses" ;;
+  metrics) SOURCE=losses_plugin/metrics; TESTS="tests/metrics" ;;
+  data)    SOURCE=losses_plugin/data;    TESTS="tests/data tests/test_deterministic_sampling.py" ;;
+  models)  SOURCE=losses_plugin/models/training_step.py
+           TESTS="tests/test_amp.py tests/test_non_finite_policy.py tests/models" ;;
+  archs)   SOURCE=losses_plugin/archs;   TESTS="tests/archs" ;;
+  *) echo "unknown package: $PACKAGE (losses|metrics|data|models|archs)" >&2; exit 2 ;;
+esac
+
+[ "${MUTATION_FRESH:-0}" = 1 ] && rm -rf "$WORK"
+mkdir -p "$WORK"
+# refresh the sources (mutmut re-mutates a file whose copy is older than its source)
+rm -rf "$WORK/losses_plugin" "$WORK/tests" "$WORK/options" "$WORK/scripts"
+if [ -n "$REV" ]; then
+  git -C "$ROOT" archive "$REV" losses_plugin archs tests options scripts pytest.ini setup.cfg | tar -x -C "$WORK"
+else
+  (cd "$ROOT" && git ls-files -z -c -o --exclude-standard -- losses_plugin archs tests options scripts pytest.ini setup.cfg \
+     | tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -x -C "$WORK"
+fi
+rm -rf "$WORK/losses_plugin/archs"
+mv "$WORK/archs" "$WORK/losses_plugin/archs"
+
+"$ROOT/.venv/bin/python" - "$WORK/setup.cfg" "$SOURCE" "$TESTS" <<'EOF'
+import configparser, sys
+path, source, tests = sys.argv[1:]
+cfg = configparser.ConfigParser()
+cfg.read(path)
+cfg['mutmut']['source_paths'] = source
+cfg['mutmut']['pytest_add_cli_args_test_selection'] = '\n' + '\n'.join(tests.split())
+with open(path, 'w') as f:
+    cfg.write(f)
+EOF
+
+cd "$WORK"
+echo "[mutation] $PACKAGE: mutating $SOURCE, tests: $TESTS, workspace: $WORK"
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+status=0
+nice -n 19 "$MUTMUT" run --max-children 1 || status=$?
+nice -n 19 "$MUTMUT" results --all true > "$WORK/results.txt"
+nice -n 19 "$MUTMUT" export-cicd-stats >/dev/null 2>&1 || true
+cat "$WORK/mutants/mutmut-cicd-stats.json" 2>/dev/null || true
+echo
+echo "[mutation] per-mutant results: $WORK/results.txt; a mutant's diff: (cd $WORK && $MUTMUT show NAME)"
+exit "$status"
