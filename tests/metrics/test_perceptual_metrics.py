@@ -2,6 +2,8 @@
 modules built with the same weight files, found at a path option or in the torch hub cache; one
 OptionError line when a file is missing; BGR images scored as RGB. No pretrained weights exist here,
 so every weight file is random (the numbers mean nothing; the plumbing is what is tested)."""
+import functools
+import os
 import warnings
 
 import lpips
@@ -89,48 +91,66 @@ def as_rgb_tensor(bgr):
     return torch.from_numpy(np.ascontiguousarray(bgr[..., ::-1] / 255.)).permute(2, 0, 1)[None].float()
 
 
-def library_lpips(net):
-    """lpips's own module: torchvision loads the backbone from the hub cache, lpips its linear layers."""
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', UserWarning)
-        return lpips.LPIPS(net=net, verbose=False).eval()
+@pytest.fixture(scope='module')
+def library(torch_home):
+    """The libraries' own modules, which load their weights from the hub cache themselves: lpips (torchvision's
+    backbone, the package's linear layers) and piq's DISTS; each maps (x, y) RGB tensors to a number."""
+    saved = os.environ.get('TORCH_HOME')
+    os.environ['TORCH_HOME'] = str(torch_home)
+    try:
+        with warnings.catch_warnings():  # both still pass torchvision's deprecated `pretrained=`
+            warnings.simplefilter('ignore', UserWarning)
+            modules = {'vgg': lpips.LPIPS(net='vgg', verbose=False), 'alex': lpips.LPIPS(net='alex', verbose=False),
+                       'dists': piq.DISTS(reduction='none')}
+    finally:
+        if saved is None:
+            del os.environ['TORCH_HOME']
+        else:
+            os.environ['TORCH_HOME'] = saved
+    calls = {net: functools.partial(modules[net], normalize=True) for net in ('vgg', 'alex')}
+    calls['dists'] = modules['dists']
+
+    def call(name, img, img2):
+        with torch.no_grad():
+            return calls[name](as_rgb_tensor(img), as_rgb_tensor(img2)).item()
+    return call
 
 
 @pytest.mark.parametrize('net, file', [('vgg', VGG16), ('alex', ALEXNET)])
-def test_lpips_equals_lpips_package_by_path_and_from_hub_cache(net, file, images, hub_cache, tmp_path, monkeypatch):
+def test_lpips_equals_lpips_package_by_path_and_from_hub_cache(net, file, images, library, hub_cache, tmp_path,
+                                                              monkeypatch):
     _, mild, strong = images
-    with torch.no_grad():
-        expected = library_lpips(net)(as_rgb_tensor(mild), as_rgb_tensor(strong), normalize=True).item()
+    expected = library(net, mild, strong)
     assert metric('calculate_lpips', mild, strong, net=net) == pytest.approx(expected, rel=1e-5)
     # the path option, with nothing in the hub cache
     path = tmp_path / 'elsewhere' / file
     path.parent.mkdir()
     path.write_bytes((hub_cache / file).read_bytes())
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'empty'))
-    assert metric('calculate_lpips', mild, strong, net=net, backbone_path=str(path)) == pytest.approx(expected, rel=1e-5)
+    by_path = metric('calculate_lpips', mild, strong, net=net, backbone_path=str(path))
+    assert by_path == pytest.approx(expected, rel=1e-5)
     assert expected > 0
 
 
-def test_dists_equals_piq_by_path_and_from_hub_cache(images, hub_cache, tmp_path, monkeypatch):
+def test_dists_equals_piq_by_path_and_from_hub_cache(images, library, hub_cache, tmp_path, monkeypatch):
     _, mild, strong = images
-    with torch.no_grad(), warnings.catch_warnings():  # piq passes torchvision's deprecated `pretrained=`
-        warnings.simplefilter('ignore', UserWarning)
-        expected = piq.DISTS(reduction='none')(as_rgb_tensor(mild), as_rgb_tensor(strong)).item()
-    assert metric('calculate_dists', mild, strong) == pytest.approx(expected, rel=1e-5)
+    expected = library('dists', mild, strong)
+    assert metric('calculate_dists', mild, strong) == pytest.approx(expected, rel=1e-5, abs=1e-6)
     for name in (VGG16, DISTS):
         (tmp_path / name).write_bytes((hub_cache / name).read_bytes())
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'empty'))
     assert metric('calculate_dists', mild, strong, backbone_path=str(tmp_path / VGG16),
-                  weights_path=str(tmp_path / DISTS)) == pytest.approx(expected, rel=1e-5)
+                  weights_path=str(tmp_path / DISTS)) == pytest.approx(expected, rel=1e-5, abs=1e-6)
     assert expected > 0
 
 
-@pytest.mark.parametrize('name', ['calculate_lpips', 'calculate_dists'])
-def test_bgr_images_are_scored_as_rgb(name, images, hub_cache):
-    """BasicSR hands BGR images; the networks take RGB: reading them unswapped gives another number."""
+@pytest.mark.parametrize('name, library_name', [('calculate_lpips', 'vgg'), ('calculate_dists', 'dists')])
+def test_bgr_images_are_scored_as_rgb(name, library_name, images, library, hub_cache):
+    """BasicSR hands BGR images and the networks take RGB; on a colour image the channel order changes the number."""
     gt, mild, _ = images
-    swapped = metric(name, gt[..., ::-1], mild[..., ::-1])
-    assert metric(name, gt, mild) != pytest.approx(swapped, rel=1e-3)
+    rgb, bgr = library(library_name, gt, mild), library(library_name, gt[..., ::-1], mild[..., ::-1])
+    assert rgb != pytest.approx(bgr, rel=1e-3)
+    assert metric(name, gt, mild) == pytest.approx(rgb, rel=1e-5, abs=1e-6)  # DISTS is 1 - similarity: float32 eps
 
 
 @pytest.mark.parametrize('name', ['calculate_lpips', 'calculate_dists'])
