@@ -1,4 +1,5 @@
 """SyntheticDegradationDataset: GT from disk or LMDB, noise made on the fly, fixed for validation."""
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -81,3 +82,20 @@ def test_tensors_are_rgb_and_y_is_bt601_luma_of_the_image(demo_data):
     y = build_dataset(options(demo_data / 'val' / 'HR', degradations=clean, color='y'))[0]['gt']
     expected = (16 + 65.481 * rgb[0] + 128.553 * rgb[1] + 24.966 * rgb[2]) / 255
     assert y.shape == (1, *rgb.shape[1:]) and torch.allclose(y[0], expected, atol=1e-5)
+
+
+def test_training_crops_are_windows_of_the_image_at_drawn_positions(demo_data):
+    """Without augmentation a training GT is a gt_size window of the image, at a position the sample
+    seed draws: different keys of one image give windows at different places."""
+    dataset = build_dataset(options(demo_data / 'train' / 'HR', phase='train', gt_size=16))
+    data = KeySeededDataset(dataset, seed=5)
+    rgb = cv2.cvtColor(cv2.imread(dataset.paths[0]), cv2.COLOR_BGR2RGB)
+    full = torch.from_numpy(rgb.astype(np.float32) / 255).permute(2, 0, 1)
+    positions = set()
+    for epoch in range(4):
+        crop = data[(epoch, 0)]['gt']
+        candidates = torch.nonzero((full[0] == crop[0, 0, 0]) & (full[1] == crop[1, 0, 0]))
+        found = [(y, x) for y, x in candidates.tolist() if torch.equal(full[:, y:y + 16, x:x + 16], crop)]
+        assert found, epoch
+        positions.add(found[0])
+    assert len(positions) > 1
