@@ -30,7 +30,7 @@ from basicsr.data.prefetch_dataloader import CUDAPrefetcher
 from basicsr.models import build_model
 from basicsr.train import init_tb_loggers
 from basicsr.utils import (AvgTimer, MessageLogger, get_env_info, get_root_logger, get_time_str, make_exp_dirs,
-                           mkdir_and_rename)
+                           mkdir_and_rename, set_random_seed)
 from basicsr.utils.options import copy_opt_file, dict2str, parse_options
 
 from losses_plugin import rng_state
@@ -180,6 +180,9 @@ def train_pipeline(root_path):
     """
     opt, args = parse_options(root_path, is_train=True)
     opt['root_path'] = root_path
+    # BasicSR seeds before it applies --force_yml, so `--force_yml manual_seed=K` would change the data order
+    # but not the initial weights; seeding again from the final options makes K the run's seed
+    set_random_seed(opt['manual_seed'] + opt['rank'])
     torch.backends.cudnn.benchmark = True
 
     resume_state = load_resume_state(opt)

@@ -3,7 +3,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PYTHON, REPO, run_cli, tiny_options, training_log, write_options
+import torch
+from conftest import PYTHON, REPO, load_params, run_cli, tiny_options, training_log, write_options
 
 pytestmark = pytest.mark.slow
 
@@ -58,3 +59,20 @@ def test_console_script_is_installed(tmp_path):
                             text=True)
     assert result.returncode == 2
     assert "basicsr train: error: option file 'missing.yml' does not exist" in result.stderr
+
+
+def test_force_yml_manual_seed_is_the_runs_seed(demo_data, tmp_path):
+    """`--force_yml manual_seed=5` trains exactly as an option file with `manual_seed: 5` (initial weights too:
+    BasicSR seeds before it applies --force_yml)."""
+    opt = tiny_options(demo_data, 'seed_file', total_iter=1)
+    opt['manual_seed'] = 5
+    run_cli(['train', '-opt', write_options(opt, tmp_path / 'file.yml')], cwd=tmp_path)
+    forced = dict(opt, name='seed_forced', manual_seed=0)
+    run_cli(['train', '-opt', write_options(forced, tmp_path / 'forced.yml'), '--force_yml', 'manual_seed=5'],
+            cwd=tmp_path)
+    other = dict(opt, name='seed_other', manual_seed=0)
+    run_cli(['train', '-opt', write_options(other, tmp_path / 'other.yml')], cwd=tmp_path)
+    weights = {name: load_params(tmp_path / 'experiments' / name / 'models' / 'net_g_latest.pth')
+               for name in ('seed_file', 'seed_forced', 'seed_other')}
+    assert all(torch.equal(weights['seed_file'][k], weights['seed_forced'][k]) for k in weights['seed_file'])
+    assert not all(torch.equal(weights['seed_file'][k], weights['seed_other'][k]) for k in weights['seed_file'])
