@@ -108,7 +108,9 @@ def test_two_nodes_of_one_process_each_train_and_checkpoint_once(demo_data, tmp_
         nodes = [['--nnodes=2', f'--node_rank={rank}', '--master_addr=127.0.0.1', f'--master_port={port}']
                  for rank in (0, 1)]
     else:
-        nodes = [['--nnodes=2', '--rdzv_backend=c10d', f'--rdzv_endpoint=127.0.0.1:{port}', f'--rdzv_id={name}']] * 2
+        # on one machine both launchers would take themselves for the store's host; on a cluster only HOST0 does
+        nodes = [['--nnodes=2', '--rdzv_backend=c10d', f'--rdzv_endpoint=127.0.0.1:{port}', f'--rdzv_id={name}',
+                  f'--rdzv_conf=is_host={int(rank == 0)}'] for rank in (0, 1)]
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
     launchers = [subprocess.Popen(torchrun(1, *node) + ['-m', 'losses_plugin', 'train', '-opt', str(opt_file),
                                                          '--launcher', 'pytorch'],
