@@ -104,6 +104,9 @@ class StopSignals:
     def __enter__(self):
         for signum in self.SIGNALS:
             self.previous[signum] = signal.signal(signum, self._handle)
+            # restart interrupted system calls (SA_RESTART): a gloo/NCCL socket read cut by the signal would
+            # otherwise fail with EINTR in one rank and reset its peers' connections
+            signal.siginterrupt(signum, False)
         return self
 
     def __exit__(self, *exc):
