@@ -69,11 +69,25 @@ def run(command, args, parsed):
     try:
         if command == 'train':
             from losses_plugin.train import train_pipeline
-            return train_pipeline(root_path)
-        from basicsr.test import test_pipeline
-        return test_pipeline(root_path)
+            train_pipeline(root_path)
+        else:
+            from basicsr.test import test_pipeline
+            test_pipeline(root_path)
     finally:
-        close_process_group()
+        distributed = close_process_group()
+    return distributed
+
+
+def exit_now(code):
+    """Ends a distributed rank at once, after flushing the logs: at interpreter shutdown gloo's threads can
+    still abort a rank whose run succeeded ('terminate called without an active exception')."""
+    import logging
+    import os
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv=None):
@@ -87,11 +101,13 @@ def main(argv=None):
     except SystemExit as done:  # --help and --version (0), usage errors (2): argparse has printed them
         return done.code
     try:
-        run(parsed.command, argv[1:], parsed)
+        distributed = run(parsed.command, argv[1:], parsed)
     except OptionError as e:
         print(f'basicsr {parsed.command}: error: {e}', file=sys.stderr)
         return 2
     except TrainingStopped as e:
         print(f'basicsr {parsed.command}: {e}', file=sys.stderr)
         return e.exit_code
+    if distributed:
+        exit_now(0)
     return 0

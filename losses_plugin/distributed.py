@@ -47,7 +47,9 @@ def broadcast_buffers(net):
 
 
 def close_process_group():
-    """Ends the process group BasicSR opened: left to interpreter shutdown, gloo's threads can abort
-    a rank after a successful run ('terminate called without an active exception')."""
+    """Ends the process group BasicSR opened, if any (left to interpreter shutdown, gloo's threads can abort
+    a rank after a successful run: 'terminate called without an active exception'). Returns whether it did."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+        return True
+    return False
