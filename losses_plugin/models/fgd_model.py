@@ -16,7 +16,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from losses_plugin.checks import OptionError
 from losses_plugin.fgd_bins import anchor_of
 from losses_plugin.losses.fgd_loss import FineGrainedDynamicLoss
-from losses_plugin.models.training_step import full_precision
+from losses_plugin.losses.pixel_loss_base import at_least_float32
 
 
 def class_fractions(probs):
@@ -47,8 +47,8 @@ class FGDModel(SRModel):
         self.optimizer_g.zero_grad()
         with self.step_guard.autocast():
             results = self.net_g(self.lq, return_all=True)
-        out, logits, sr = (full_precision(results[k]) for k in ('out', 'logits', 'sr'))
-        probs = None if results['probs'] is None else full_precision(results['probs'])
+        out, logits, sr = (at_least_float32(results[k]) for k in ('out', 'logits', 'sr'))
+        probs = None if results['probs'] is None else at_least_float32(results['probs'])
         self.output = out
         terms = self.cri_pix.terms(out, self.gt, logits, probs, sr)
         l_total = self.cri_pix.total(terms)

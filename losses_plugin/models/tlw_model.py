@@ -23,9 +23,9 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from losses_plugin.checks import OptionError
+from losses_plugin.losses.pixel_loss_base import at_least_float32
 from losses_plugin.losses.tlw_judge import build_judge
 from losses_plugin.losses.tlw_loss import WC_EPS, TLWLoss, weight_criterion
-from losses_plugin.models.training_step import full_precision
 
 K_SCHEDULE = {'k0': 0.3, 'k_span': 0.6, 'tau': 200}  # the paper's (the reference code uses tau 100)
 SCHEDULERS = {'MultiStepLR': MultiStepRestartLR, 'MultiStepRestartLR': MultiStepRestartLR,
@@ -119,7 +119,7 @@ class TLWModel(SRModel):
 
         self.optimizer_g.zero_grad()
         with self.step_guard.autocast():
-            self.output = full_precision(self.net_g(self.lq))
+            self.output = at_least_float32(self.net_g(self.lq))
         sr = self.output.detach()
 
         # E-step helper: one step of the weighting network on -log WC of one sample (eq. 8-9)

@@ -13,7 +13,7 @@ to running the network as written (a warning says so). Checkpoints hold the plai
 ``_orig_mod.``), so they load with or without ``compile``.
 
 Under ``amp`` the networks' forward passes run under autocast (:meth:`StepGuard.autocast`); losses are
-computed in float32 from the float32 copy of the output (:func:`full_precision`); weights, optimiser
+computed in float32 from the float32 copy of the output (``at_least_float32``); weights, optimiser
 states and checkpoints stay float32. With float16 a GradScaler scales each loss; a step whose scaled
 gradients overflow is the scaler's to skip (it lowers the scale) and is not counted below.
 
@@ -28,6 +28,7 @@ from basicsr.utils import get_root_logger
 
 from losses_plugin.checks import OptionError
 from losses_plugin.distributed import any_rank_each
+from losses_plugin.losses.pixel_loss_base import at_least_float32
 from losses_plugin.models.sharded_validation import model_networks
 
 
@@ -63,11 +64,6 @@ def _read_amp(opt):
     if not isinstance(opt, dict) or set(opt) != {'dtype'} or opt['dtype'] not in AMP_DTYPES:
         raise OptionError(f'train.amp: expected {{dtype: bfloat16}} or {{dtype: float16}}, got {opt!r}')
     return AMP_DTYPES[opt['dtype']]
-
-
-def full_precision(tensor):
-    """A float16/bfloat16 tensor as float32 (losses are computed in float32 under AMP); others unchanged."""
-    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
 
 
 COMPILE_KEYS = ('mode', 'backend', 'dynamic', 'fullgraph')
@@ -258,7 +254,7 @@ def sr_model_optimize_parameters(model, current_iter):
     """BasicSR's ``SRModel.optimize_parameters`` (pixel and perceptual losses on net_g) through the guard."""
     model.optimizer_g.zero_grad()
     with model.step_guard.autocast():
-        model.output = full_precision(model.net_g(model.lq))
+        model.output = at_least_float32(model.net_g(model.lq))
     l_total = 0
     loss_dict = {}
     if model.cri_pix:

@@ -18,8 +18,8 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from losses_plugin.checks import OptionError, check_existing_file
+from losses_plugin.losses.pixel_loss_base import at_least_float32
 from losses_plugin.losses.udl_loss import UDLLoss, udl_weights
-from losses_plugin.models.training_step import full_precision
 
 
 @MODEL_REGISTRY.register()
@@ -56,11 +56,11 @@ class UDLModel(SRModel):
         self.optimizer_g.zero_grad()
         with self.step_guard.autocast():
             if self.stage == 'esu':
-                self.output, self.uncertainty = map(full_precision, self.net_g(self.lq, return_uncertainty=True))
+                self.output, self.uncertainty = map(at_least_float32, self.net_g(self.lq, return_uncertainty=True))
             else:
-                self.output = full_precision(self.net_g(self.lq))
+                self.output = at_least_float32(self.net_g(self.lq))
                 with torch.no_grad():
-                    self.uncertainty = full_precision(self.estimator(self.lq, return_uncertainty=True)[1])
+                    self.uncertainty = at_least_float32(self.estimator(self.lq, return_uncertainty=True)[1])
         l_pix = self.cri_pix(self.output, self.gt, self.uncertainty)
         stepped = self.step_guard.step('net_g', self.optimizer_g, l_pix, {'l_pix': l_pix}, current_iter)
 
