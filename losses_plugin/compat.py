@@ -17,8 +17,8 @@ machine where BasicSR already worked (CUDA available, older torchvision):
   DDP-wrapped network and hangs for networks with buffers; every rank validates a shard instead.
 - :func:`patch_guarded_steps`: ``SRModel`` (and every model built on it) steps through
   :class:`losses_plugin.models.training_step.StepGuard` (``train.amp``, ``train.grad_clip``,
-  ``train.non_finite``, ``train.channels_last``, ``train.compile``), whose state (GradScalers, skip counts) joins the training state; no model
-  saves non-finite weights.
+  ``train.non_finite``, ``train.channels_last``, ``train.compile``), whose state (GradScalers, skip
+  counts) joins the training state; no model saves non-finite weights.
 """
 import os
 import subprocess
@@ -141,10 +141,7 @@ def patch_dist_validation():
 
     from losses_plugin.models.sharded_validation import sharded_dist_validation
 
-    def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        sharded_dist_validation(self, dataloader, current_iter, tb_logger, save_img)
-
-    SRModel.dist_validation = dist_validation
+    SRModel.dist_validation = sharded_dist_validation
 
 
 def patch_guarded_steps():
