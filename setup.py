@@ -53,6 +53,8 @@ setup(
         'piq>=0.8',  # weight-free IQA metrics (MS-SSIM, IW-SSIM, GMSD, FSIM)
         'lpips>=0.1.4',  # the TLW judge (its VGG backbone weights are supplied by the user)
         'matplotlib',  # the reproduction reports' charts
+        'spandrel>=0.4.2',  # published architectures (HAT) wrapped into ARCH_REGISTRY
+        'spandrel-extra-arches>=0.2.0',  # MPRNet, wrapped the same way
     ],
     extras_require={'test': ['pytest', 'kornia>=0.9', 'pytorch-msssim>=1.0', 'mutmut==3.8.1']},
     entry_points={'console_scripts': ['basicsr = losses_plugin.cli:main']},

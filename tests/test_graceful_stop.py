@@ -29,7 +29,8 @@ def wait_for_iteration(experiment, iteration, process, timeout=120):
         if process.poll() is not None:
             raise AssertionError(f'training ended early: {process.communicate()}')
         if experiment.exists():
-            done = [int(i) for i in re.findall(r'iter:\s+(\d+)', training_log(experiment))]
+            # the progress lines only: the option dump's `total_iter: 100000` must not count as iteration 100000
+            done = [int(i) for i in re.findall(r'\[epoch:\s*\d+, iter:\s*(\d+), lr:', training_log(experiment))]
             if done and max(done) >= iteration:
                 return
         time.sleep(0.2)
