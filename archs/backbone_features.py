@@ -1,7 +1,7 @@
 """Any registered SR backbone plus the features entering one of its modules, read by a forward hook.
 
 UDL's uncertainty head and FGD's bin head sit on the backbone's last features (the input of
-``conv_last`` in BasicSR's EDSR, RCAN, MSRResNet, RRDBNet and SwinIR) without copying the backbone.
+``conv_last`` in BasicSR's EDSR, RCAN, MSRResNet, RRDBNet and SwinIR, and in HAT) without copying the backbone.
 """
 import copy
 
@@ -48,4 +48,24 @@ class BackboneWithFeatures(nn.Module):
         features, self._features = self._features, None
         if features is None:
             raise RuntimeError(f'{type(self.backbone).__name__} never called {self.feature_module} in its forward')
-        return out, features
+        return out, self.image_part(features, x)
+
+    def image_part(self, features, x):
+        """The part of ``features`` that covers the image ``x``.
+
+        A backbone with an ``input_multiple`` (HAT: its window size) pads its input at the bottom and right
+        to a multiple of it and crops its output, so its features cover the padded image at some integer
+        scale r (1 before the upsampler, the upscale after it); the image's own part is their top-left
+        r*H x r*W. Other backbones' features are returned as they are.
+        """
+        multiple = getattr(self.backbone, 'input_multiple', 1)
+        height, width = x.shape[-2:]
+        padded_height, padded_width = -(-height // multiple) * multiple, -(-width // multiple) * multiple
+        if (padded_height, padded_width) == (height, width):
+            return features
+        scale = features.shape[-2] // padded_height
+        if features.shape[-2:] != (scale * padded_height, scale * padded_width):
+            raise RuntimeError(f'{type(self.backbone).__name__}: the features entering {self.feature_module} '
+                               f'({tuple(features.shape[-2:])}) are not a multiple of its padded input '
+                               f'({padded_height}, {padded_width})')
+        return features[..., :scale * height, :scale * width]

@@ -12,10 +12,12 @@ class UncertaintySRNet(nn.Module):
     """``forward(lq)`` -> SR image; ``forward(lq, return_uncertainty=True)`` -> (SR image, s).
 
     The head (conv 3x3, ELU, conv 3x3, ELU, conv 3x3) reads the backbone's features entering
-    ``feature_module`` (HR-resolution in EDSR/RCAN/...; LR features are upsampled to the output).
+    ``feature_module`` (HR-resolution in EDSR/RCAN/HAT/...; LR features, e.g. HAT's
+    ``conv_before_upsample.0``, are upsampled to the output). Of a backbone that pads its input (HAT,
+    to its window size) it reads the features of the image's own part (``BackboneWithFeatures``).
 
     Args:
-        backbone (dict): a registered SR architecture's options, e.g. ``{type: EDSR, ...}``.
+        backbone (dict): a registered SR architecture's options, e.g. ``{type: EDSR, ...}`` or ``{type: HAT, ...}``.
         feature_module (str): the module whose input features the head reads. Default: 'conv_last'.
         num_out_ch (int): channels of s (the image's channels). Default: 3.
         num_feat (int): head width. Default: 64.

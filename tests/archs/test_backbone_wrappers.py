@@ -56,3 +56,55 @@ def test_vdsr_starts_near_bicubic_and_checks_its_options():
     assert sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()) == 20
     with pytest.raises(ValueError, match='num_in_ch'):
         build_network({'type': 'VDSR', 'num_in_ch': 1, 'num_out_ch': 3})
+
+
+HAT = {'type': 'HAT', 'embed_dim': 12, 'depths': [1, 1], 'num_heads': [2, 2], 'window_size': 4, 'num_feat': 8,
+       'squeeze_factor': 4, 'upscale': 4}
+
+
+@pytest.mark.parametrize('feature_module, scale', [('conv_last', 4), ('conv_before_upsample.0', 1)])
+def test_features_of_a_padding_backbone_are_cut_to_the_image(feature_module, scale):
+    """HAT pads 10x13 to 12x16 (bottom, right); the features of the image are the top-left of what conv_last
+    (after the upsampler, x4) or conv_before_upsample (before it) sees."""
+    torch.manual_seed(0)
+    wrapper = BackboneWithFeatures(HAT, feature_module)
+    seen = []
+    wrapper.backbone.get_submodule(feature_module).register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    out, features = wrapper(torch.rand(1, 3, 10, 13))
+    assert out.shape[-2:] == (40, 52) and seen[0].shape[-2:] == (12 * scale, 16 * scale)
+    assert torch.equal(features, seen[0][..., :10 * scale, :13 * scale])
+
+
+@pytest.mark.parametrize('feature_module', ['conv_last', 'conv_before_upsample.0'])
+def test_uncertainty_net_on_hat_gives_one_log_variance_per_output_pixel_and_channel(feature_module):
+    torch.manual_seed(0)
+    net = build_network({'type': 'UncertaintySRNet', 'backbone': HAT, 'feature_module': feature_module, 'num_feat': 8})
+    x = torch.rand(2, 3, 10, 13)
+    sr, s = net(x, return_uncertainty=True)
+    assert torch.equal(net(x), sr) and s.shape == sr.shape == (2, 3, 40, 52)
+    assert net.head[0].in_channels == (8 if feature_module == 'conv_last' else 12)  # HAT's num_feat / embed_dim
+    if feature_module == 'conv_before_upsample.0':  # LR features: each LR pixel's s covers its 4x4 HR block
+        assert torch.equal(s, s[..., ::4, ::4].repeat_interleave(4, -2).repeat_interleave(4, -1))
+
+
+def test_esu_loss_trains_the_sr_network_and_the_uncertainty_head_on_hat():
+    """Eq. (2) on HAT: its gradient reaches the HAT body (through sr and through the head's features) and the head."""
+    from losses_plugin.losses.udl_loss import UDLLoss
+
+    torch.manual_seed(0)
+    net = build_network({'type': 'UncertaintySRNet', 'backbone': HAT, 'num_feat': 8})
+    x, hr = torch.rand(2, 3, 10, 13), torch.rand(2, 3, 40, 52)
+    sr, s = net(x, return_uncertainty=True)
+    UDLLoss(stage='esu')(sr, hr, s).backward()
+    hat = net.net.backbone
+    for name, module in (('head', net.head[0]), ('head', net.head[-1]), ('HAT body', hat.layers[0]),
+                         ('HAT conv_first', hat.conv_first), ('HAT conv_last', hat.conv_last)):
+        grads = [p.grad for p in module.parameters()]
+        assert all(g is not None and g.abs().sum() > 0 for g in grads), name
+    # the uncertainty branch alone: s trains the head and, through the features it reads, the shared HAT body
+    net.zero_grad(set_to_none=True)
+    sr, s = net(x, return_uncertainty=True)
+    UDLLoss(stage='esu')(sr.detach(), hr, s).backward()
+    body = hat.layers[0].residual_group.blocks[0].mlp.fc1
+    assert net.head[0].weight.grad.abs().sum() > 0 and body.weight.grad.abs().sum() > 0
+    assert hat.conv_last.weight.grad is None  # the head reads conv_last's input, not its output
