@@ -6,6 +6,9 @@ Layout (BasicSR's paired-folder layout; HR and LR files share names)::
     datasets/demo/train/LR_bicubic/X{2,3,4}/*.png   MATLAB-bicubic downscaled
     datasets/demo/val/HR/*.png              2 other photographs
     datasets/demo/val/LR_bicubic/X{2,3,4}/*.png
+    datasets/demo/GOPRO_Large/{train,test}/<sequence>/{blur,sharp}/*.png   a GoPro-like deblurring set: crops
+                                            of panning windows, blurred by a line kernel (motion blur)
+    datasets/demo/GoPro/{train,test}/{blur,sharp}/*.png   that set through scripts/prepare_gopro.py
 
 Usage: python scripts/make_demo_data.py [--out datasets/demo] [--force]
 """
@@ -20,6 +23,7 @@ import skimage.data
 from tqdm import tqdm
 
 from losses_plugin.data.bicubic import bicubic_downscale
+from prepare_gopro import prepare as prepare_gopro  # scripts/ is this script's folder
 
 SCALES = (2, 3, 4)
 MAX_SIDE = 720  # keeps the demo fast on two CPU cores
@@ -38,6 +42,10 @@ SPLITS = {
     },
 }
 COMPLETE_MARK = '.complete'
+# GoPro-like sequences: (split, source photograph, frames); each frame a 96x96 window panning 8 px right and
+# 4 px down per frame, blurred by a line of 11 px turning 25 degrees per frame
+GOPRO_SEQUENCES = (('train', 'astronaut', 3), ('train', 'rocket', 3), ('test', 'coffee', 2))
+GOPRO_CROP, GOPRO_BLUR = 96, 11
 
 
 def prepare_hr(rgb):
@@ -52,9 +60,36 @@ def prepare_hr(rgb):
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
+def motion_kernel(length, angle):
+    """A normalised line of ``length`` px at ``angle`` degrees: the blur of a straight camera motion."""
+    kernel = np.zeros((length, length), np.float32)
+    kernel[length // 2] = 1
+    centre = ((length - 1) / 2, (length - 1) / 2)
+    kernel = cv2.warpAffine(kernel, cv2.getRotationMatrix2D(centre, angle, 1), (length, length))
+    return kernel / kernel.sum()
+
+
+def build_gopro(out_dir, force=False):
+    """GOPRO_Large's layout from the HR photographs, then prepared as the full GoPro set is."""
+    if os.path.isfile(os.path.join(out_dir, 'GoPro', COMPLETE_MARK)) and not force:
+        return
+    for split, name, frames in GOPRO_SEQUENCES:
+        hr = cv2.imread(os.path.join(out_dir, 'train' if split == 'train' else 'val', 'HR', f'{name}.png'))
+        sequence = os.path.join(out_dir, 'GOPRO_Large', split, f'GOPR_demo_{name}')
+        for frame in range(frames):
+            blur = cv2.filter2D(hr, -1, motion_kernel(GOPRO_BLUR, 25 * frame), borderType=cv2.BORDER_REFLECT)
+            y, x = 4 * frame, 8 * frame
+            for kind, img in (('sharp', hr), ('blur', blur)):
+                os.makedirs(os.path.join(sequence, kind), exist_ok=True)
+                cv2.imwrite(os.path.join(sequence, kind, f'{frame:06d}.png'), img[y:y + GOPRO_CROP, x:x + GOPRO_CROP])
+    prepare_gopro(os.path.join(out_dir, 'GOPRO_Large'), os.path.join(out_dir, 'GoPro'))
+    open(os.path.join(out_dir, 'GoPro', COMPLETE_MARK), 'w').close()
+
+
 def build(out_dir, force=False):
     if os.path.isfile(os.path.join(out_dir, COMPLETE_MARK)) and not force:
         print(f'[demo data] {out_dir} already built')
+        build_gopro(out_dir)  # demo sets built before it existed
         return
     jobs = [(split, name, load) for split, images in SPLITS.items() for name, load in images.items()]
     for split, name, load in tqdm(jobs, desc='[demo data] images', unit='img'):
@@ -66,6 +101,7 @@ def build(out_dir, force=False):
             os.makedirs(lr_dir, exist_ok=True)
             cv2.imwrite(os.path.join(lr_dir, f'{name}.png'), bicubic_downscale(hr, scale))
     open(os.path.join(out_dir, COMPLETE_MARK), 'w').close()
+    build_gopro(out_dir, force)
     print(f'[demo data] wrote {out_dir}')
 
 

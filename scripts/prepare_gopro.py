@@ -90,7 +90,8 @@ def prepare(input_dir, output_dir, lmdb=False, link=False):
                 place(os.path.join(input_dir, split, sequence, kind, name),
                       os.path.join(output_dir, split, kind, f'{sequence}_{name}'))
         counts[split] = len(pairs)
-        print(f'{split}: {len(pairs)} pairs from {len({s for s, _ in pairs})} sequences '
+        sequences = len({s for s, _ in pairs})
+        print(f'{split}: {len(pairs)} pairs from {sequences} sequence{"s" * (sequences != 1)} '
               f'(any {IGNORED} folders ignored)')
         if lmdb:
             for kind in FOLDERS:
