@@ -88,6 +88,8 @@ def metrics(scale, extra):
         m['niqe'] = {'type': 'calculate_niqe', 'crop_border': scale, 'better': 'lower'}
     if 'rmse' in extra:
         m['rmse'] = {'type': 'calculate_rmse', 'crop_border': scale, 'test_y_channel': True, 'better': 'lower'}
+    if 'lpips' in extra:  # needs torchvision's VGG16 in the torch hub cache (README): full runs only
+        m['lpips'] = {'type': 'calculate_lpips', 'crop_border': scale, 'net': 'vgg', 'better': 'lower'}
     if 'zhao' in extra:  # the rest of Zhao et al.'s Table 1
         for name, better in (('l1_1000', 'lower'), ('l2_1000', 'lower'), ('ms_ssim', 'higher'), ('iw_ssim', 'higher'),
                              ('gmsd', 'lower'), ('fsim', 'higher')):
@@ -157,11 +159,44 @@ def edsr_sploss_experiments(demo):
     runs = {'edsr_l1': ('EDSR x4 trained with L1 (the SPLoss paper\'s EDSR baseline, Table 1)', L1),
             'edsr_sploss': ('EDSR-SP: EDSR x4 with SPLoss, alpha 2 (Table 1)', sploss(2.0))}
     for alpha in (1, 3, 4, 6, 8, 10):
-        runs[f'edsr_sploss_alpha{alpha}'] = (f'Table 3 alpha sweep, alpha = {alpha} (the paper sweeps NLSN, which '
-                                             'BasicSR lacks; EDSR stands in)', sploss(float(alpha)))
+        runs[f'edsr_sploss_alpha{alpha}'] = (f'Table 3\'s alpha sweep on EDSR, alpha = {alpha} (the paper sweeps NLSN: '
+                                             f'options/nlsn_x4_sploss_alpha{alpha}.yml)', sploss(float(alpha)))
     for name, (title, loss) in runs.items():
         train = adam_multistep(sched['lr'], sched['milestones'], sched['total'], loss)
         yield name, title, experiment(name, 'SRModel', scale, copy.deepcopy(data), net, train, ['niqe'], **freq)
+
+
+# NLSN x4: Table 1 (NLSN, NLSN-SP) and the alpha sweep of Table 3, trained as the NLSN authors' code
+# does (its README and option.py): DIV2K, 48x48 LR patches, batch 16, Adam 1e-4 (0.9, 0.999) halved at
+# epochs 200/400/600/800 of 1000 (1000 iterations each), images on [0, 1] (rgb_range 1).
+NLSN_L = {'type': 'NLSN', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 256, 'num_block': 32, 'upscale': 4,
+          'res_scale': 0.1, 'n_hashes': 4, 'chunk_size': 144, 'reduction': 4, 'attention_every': 8, 'img_range': 1.,
+          'rgb_mean': [0.4488, 0.4371, 0.4040]}
+NLSN_DEMO = dict(NLSN_L, num_feat=32, num_block=4, attention_every=2, chunk_size=16, res_scale=1)
+SPLOSS_TABLE3_ALPHAS = (1, 3, 4, 6, 8, 10)  # and 2, NLSN-SP
+
+
+def nlsn_sploss_experiments(demo):
+    scale = 4
+    if demo:
+        data = {'train': demo_pair(scale, 96, 16), 'val': demo_val(scale)}
+        net, sched = NLSN_DEMO, dict(lr=1e-3, milestones=[400], total=600)
+    else:
+        data = {'train': lmdb_pair('DIV2K', 'datasets/DIV2K/DIV2K_train_HR_sub.lmdb',
+                                   'datasets/DIV2K/DIV2K_train_LR_bicubic_X4_sub.lmdb', DIV2K_PREPARE.format(s=4),
+                                   192, 16),
+                'val': benchmark('Set5', scale), 'val_2': benchmark('Set14', scale)}
+        net, sched = NLSN_L, dict(lr=1e-4, milestones=[200000, 400000, 600000, 800000], total=1000000)
+    runs = {'nlsn_x4_l1': ('NLSN x4 trained with L1 (the SPLoss paper\'s NLSN, Table 1; alpha = 0 of Table 3)', L1),
+            'nlsn_x4_sploss': ('NLSN-SP: NLSN x4 with SPLoss, alpha 2 (Table 1; alpha = 2 of Table 3)', sploss(2.0))}
+    for alpha in SPLOSS_TABLE3_ALPHAS:
+        runs[f'nlsn_x4_sploss_alpha{alpha}'] = (f'Table 3 alpha sweep on NLSN x4, alpha = {alpha}',
+                                                sploss(float(alpha)))
+    for name, (title, loss) in runs.items():
+        train = adam_multistep(sched['lr'], sched['milestones'], sched['total'], loss)
+        train['optim_g']['betas'] = [0.9, 0.999]
+        yield name, title, experiment(name, 'SRModel', scale, copy.deepcopy(data), net, train, ['niqe'],
+                                      **frequencies(demo))
 
 
 def rrdb_sploss_experiments(demo):
@@ -200,6 +235,63 @@ def rrdb_sploss_experiments(demo):
              ('; no VGG perceptual loss on CPU: its pretrained weights cannot be downloaded here' if demo else ''))
     yield 'esrgan_sploss', title, experiment('esrgan_sploss', 'ESRGANModel', scale, data, g, train, ['niqe'],
                                              extra=extra, **freq)
+
+
+# MPRNet on GoPro (Table 2), trained as the MPRNet authors' Deblurring/training.yml and train.py do: 256x256
+# crops with flips and rotations, batch 16, Adam 2e-4 (0.9, 0.999), 3 warm-up epochs, then cosine annealing
+# to 1e-6 over 3000 epochs of the 2103 training pairs (132 iterations each); every stage supervised by
+# Charbonnier (eps 1e-3, which is 1e-6 in BasicSR's CharbonnierLoss) + 0.05 x MPRNet's edge loss. The paper
+# calls MPRNet's loss L1 and its MPRNet column is the authors' model (32.66 dB, their published GoPro PSNR);
+# MPRNet-SP replaces the pixel loss (section 4.1) by SPLoss, alpha 2, and keeps the edge term.
+GOPRO_PREPARE = ('download GOPRO_Large (https://seungjunnah.github.io/Datasets/gopro.html) and unpack it into '
+                 'datasets/GOPRO_Large, then: python scripts/prepare_gopro.py --input datasets/GOPRO_Large --output '
+                 'datasets/GoPro --lmdb')
+MPRNET = {'type': 'MPRNet', 'in_c': 3, 'out_c': 3, 'n_feat': 96, 'scale_unetfeats': 48, 'scale_orsnetfeats': 32,
+          'num_cab': 8, 'kernel_size': 3, 'reduction': 4, 'bias': False}
+MPRNET_DEMO = dict(MPRNET, n_feat=16, scale_unetfeats=8, scale_orsnetfeats=8, num_cab=1)
+MPRNET_CHARBONNIER = {'type': 'CharbonnierLoss', 'eps': 1e-6, 'loss_weight': 1.0, 'reduction': 'mean'}
+MPRNET_EDGE = {'type': 'EdgeLoss', 'eps': 1e-6, 'loss_weight': 0.05, 'reduction': 'mean'}
+
+
+def gopro_pair(name, root, backend, prepare, **phase_opts):
+    """BasicSR's PairedImageDataset on prepare_gopro.py's folders (or LMDB files): sharp = GT, blur = LQ."""
+    suffix = '.lmdb' if backend == 'lmdb' else ''
+    return {'name': name, 'type': 'PairedImageDataset', 'dataroot_gt': f'{root}/sharp{suffix}',
+            'dataroot_lq': f'{root}/blur{suffix}', 'filename_tmpl': '{}', 'io_backend': {'type': backend},
+            'prepare': prepare, **phase_opts}
+
+
+def mprnet_gopro_experiments(demo):
+    if demo:
+        prepare, root = 'python scripts/make_demo_data.py', 'datasets/demo/GoPro'
+        phase = dict(gt_size=64, num_worker_per_gpu=1, batch_size_per_gpu=4, dataset_enlarge_ratio=100)
+        net, lr, total, warmup = MPRNET_DEMO, 1e-3, 600, 6
+    else:
+        prepare, root = GOPRO_PREPARE, 'datasets/GoPro'
+        phase = dict(gt_size=256, num_worker_per_gpu=6, batch_size_per_gpu=16, dataset_enlarge_ratio=1)
+        net, lr, total, warmup = MPRNET, 2e-4, 3000 * 132, 3 * 132
+    data = {'train': gopro_pair('DemoGoPro' if demo else 'GoPro', f'{root}/train', 'disk' if demo else 'lmdb', prepare,
+                                use_hflip=True, use_rot=True, prefetch_mode=None, **phase),
+            'val': gopro_pair('DemoGoPro' if demo else 'GoPro', f'{root}/test', 'disk', prepare)}
+    freq = frequencies(demo)
+    if not demo:
+        freq['val_freq'] = 20000  # NIQE of the 1111 720p test images alone takes about half an hour
+    runs = {'mprnet_gopro_l1': ('MPRNet on GoPro with MPRNet\'s own loss, the SPLoss paper\'s baseline (Table 2; the '
+                                'paper calls it L1): Charbonnier + 0.05 x edge loss on every stage', MPRNET_CHARBONNIER),
+            'mprnet_gopro_sploss': ('MPRNet-SP: SPLoss (alpha 2) in place of the Charbonnier term on every stage, '
+                                    'the edge loss kept (Table 2)', sploss(2.0))}
+    for name, (title, loss) in runs.items():
+        train = {'ema_decay': 0, 'optim_g': {'type': 'Adam', 'lr': lr, 'weight_decay': 0, 'betas': [0.9, 0.999],
+                                             'eps': 1e-8},
+                 'scheduler': {'type': 'CosineAnnealingRestartLR', 'periods': [total], 'restart_weights': [1],
+                               'eta_min': 1e-6},
+                 'total_iter': total, 'warmup_iter': warmup, 'pixel_opt': loss, 'edge_opt': MPRNET_EDGE,
+                 'stage_weights': [1.0, 1.0, 1.0]}
+        opt = experiment(name, 'StageSupervisedModel', 1, copy.deepcopy(data), net, train, ['rgb', 'niqe'], **freq)
+        if not demo:  # needs torchvision's VGG16 in the torch hub cache (README), which the CPU demo does without
+            opt['val']['metrics']['lpips'] = {'type': 'calculate_lpips', 'crop_border': 0, 'net': 'vgg',
+                                              'better': 'lower'}
+        yield name, title, opt
 
 
 # ----------------------------------------------------------------------------------------------
@@ -250,6 +342,27 @@ def asymmetric_denoising_experiments(demo):
         title = f'DnCNN colour denoising, sigma 25, with {loss_name} (the asymmetric paper, section 3.3)'
         train = adam_multistep(sched['lr'], sched['milestones'], sched['total'], loss)
         yield name, title, experiment(name, 'SRModel', 1, copy.deepcopy(data), net, train, ['rmse'], **freq)
+
+
+# DPHSIR's denoiser, GRUNet (section 3.3.2, Table 5), on the DnCNN runs' data and noise; the RGB image is a
+# 3-band cube and the noise-level map holds the training sigma. The paper defers to DPHSIR for settings,
+# whose training code (QRNN3D's) runs Adam (PyTorch's betas) at 1e-3 on batches of 16 64x64 patches and
+# divides the rate by 10 after 20 of 30 epochs at one sigma: that shape over the DnCNN runs' 90k iterations.
+GRUNET = {'type': 'GRUNet', 'num_feat': 16, 'num_down': 4, 'noise_level': NOISE_25[0]['sigma'], 'bn': False}
+GRUNET_DEMO = dict(GRUNET, num_feat=4, num_down=2)
+
+
+def asymmetric_dphsir_experiments(demo):
+    data = next(asymmetric_denoising_experiments(demo))[2]['datasets']
+    data['train'].update(gt_size=48 if demo else 64, batch_size_per_gpu=8 if demo else 16)
+    total = 600 if demo else 90000
+    for loss_name, loss in ASYMMETRIC_GRID.items():
+        name = f'dphsir_s25_{loss_name}'
+        title = f'DPHSIR denoiser (GRUNet) colour denoising, sigma 25, with {loss_name} (the asymmetric paper, 3.3.2)'
+        train = adam_multistep(1e-3, [total * 2 // 3], total, loss)
+        train['optim_g']['betas'], train['scheduler']['gamma'] = [0.9, 0.999], 0.1
+        yield name, title, experiment(name, 'SRModel', 1, copy.deepcopy(data), GRUNET_DEMO if demo else GRUNET,
+                                      train, ['rmse'], **frequencies(demo))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -326,8 +439,8 @@ def zhao_experiments(demo):
 # ----------------------------------------------------------------------------------------------
 # TLW (trainable_loss_weights_tlw.txt), Table I: RCAN, VDSR, EDSR at x2/x3/x4 with L1, MSE, L1+TLW and
 # MSE+TLW, trained on T91 + General100 + BSDS200 (prepared together in BasicSR's layout). Optimiser as
-# the reference code (Adam 1e-4, betas 0.5/0.999). Section IV-C: EDSR x4 on DIV2K with L1, L1+TLW and
-# L1-UDL (the paper uses HAT there, which BasicSR lacks).
+# the reference code (Adam 1e-4, betas 0.5/0.999). Section IV-C on DIV2K with L1, L1+TLW and L1-UDL:
+# HAT x4 as Table II (tlw_hat_x4_*, below), and EDSR x4 (udl_edsr_x4_*), which trains faster.
 TLW_PREPARE = ('put the T91, General100 and BSDS200 images into datasets/TLW_train/HR, then: python '
                'scripts/prepare_dataset.py --hr datasets/TLW_train/HR --scale {s} --crop-size 240 --step 120 '
                '--out datasets/TLW_train --name TLW_train')
@@ -415,6 +528,61 @@ def udl_experiments(demo):
            experiment('udl_edsr_x4_l1_udl', 'UDLModel', scale, copy.deepcopy(data), net, train, [], **freq))
 
 
+# Table II (section IV-C): HAT x4 on DIV2K with L1, L1-TLW and L1-UDL (ESU, then UDL weighted by the frozen
+# ESU network, as udl_edsr_x4_*). From the reference code (train_uncertainty.py, networks.py, load_data.py):
+# HAT(upscale=4) with its hat_arch.py's class defaults (embed 96, 4 groups of 6 blocks, window 7, no overlap,
+# MLP ratio 4; `{type: HAT}` alone is the authors' bigger HAT-SR x4), non-overlapping 336x336 HR tiles of the
+# 800 DIV2K images (the paper prints 366, which x4 cannot split; about 18,000 tiles: 4,500 iterations of batch 4
+# an epoch), Adam 1e-4 (0.5, 0.999) without decay, 50 epochs, UDL after the 10th; its uncertainty head reads the
+# 64 features entering the upsampler and gives one channel. LPIPS (VGG) as the table reports it.
+HAT_TLW = {'type': 'HAT', 'upscale': 4, 'in_chans': 3, 'img_size': 64, 'window_size': 7, 'compress_ratio': 3,
+           'squeeze_factor': 30, 'conv_scale': 0.01, 'overlap_ratio': 0.0, 'img_range': 1., 'depths': [6, 6, 6, 6],
+           'embed_dim': 96, 'num_heads': [6, 6, 6, 6], 'mlp_ratio': 4., 'upsampler': 'pixelshuffle',
+           'resi_connection': '1conv'}
+HAT_DEMO = dict(HAT_TLW, embed_dim=16, depths=[1, 1], num_heads=[2, 2], squeeze_factor=4)
+HAT_EPOCH = 4500  # iterations of batch 4 in one of the reference code's epochs
+
+
+def hat_experiments(demo):
+    scale, net = 4, HAT_DEMO if demo else HAT_TLW
+    data = tlw_data(scale, demo, dataset='DIV2K')
+    data['train']['gt_size'] = 56 if demo else 336  # LR patches a multiple of the window, 7
+    if not demo:
+        data['train']['batch_size_per_gpu'] = 4
+    total, esu_total = (None, 300) if demo else (50 * HAT_EPOCH, 10 * HAT_EPOCH)
+    freq, metric_names = frequencies(demo), [] if demo else ['lpips']
+
+    def train_opt(loss, iterations):
+        train = tlw_train(demo, loss, total=iterations, milestones=None if demo else [iterations])  # no decay
+        if 'tlw' in train and not demo:
+            train['tlw']['iters_per_epoch'] = HAT_EPOCH  # k follows the paper's epochs
+        return train
+
+    yield ('tlw_hat_x4_l1', 'TLW paper Table II: HAT x4 on DIV2K with L1',
+           experiment('tlw_hat_x4_l1', 'SRModel', scale, copy.deepcopy(data), net, train_opt(L1, total),
+                      metric_names, **freq))
+    extra = {'network_w': dict(WEIGHTING_NET, num_feat=16) if demo else WEIGHTING_NET}
+    yield ('tlw_hat_x4_l1_tlw', 'TLW paper Table II: HAT x4 on DIV2K with L1-TLW',
+           experiment('tlw_hat_x4_l1_tlw', 'TLWModel', scale, copy.deepcopy(data), net, train_opt('l1', total),
+                      metric_names, extra=extra, **freq))
+    uncertainty_net = {'type': 'UncertaintySRNet', 'backbone': net, 'feature_module': 'upsample.0',
+                       'num_out_ch': 1, 'num_feat': 64}
+    esu = train_opt({'type': 'UDLLoss', 'stage': 'esu', 'loss_weight': 1.0}, esu_total)
+    if demo:
+        esu['scheduler']['milestones'] = [esu_total]
+    yield ('tlw_hat_x4_esu', 'TLW paper Table II: UDL stage 1 (ESU), HAT x4 with an uncertainty head on the features '
+                             'entering its upsampler',
+           experiment('tlw_hat_x4_esu', 'UDLModel', scale, copy.deepcopy(data), uncertainty_net, esu, metric_names,
+                      **freq))
+    train = train_opt({'type': 'UDLLoss', 'stage': 'udl', 'loss_weight': 1.0}, total)
+    train['uncertainty_estimator'] = {
+        'network': uncertainty_net, 'param_key': 'params',
+        'pretrain_path': f'experiments/{"demo_" if demo else ""}tlw_hat_x4_esu/models/net_g_latest.pth'}
+    yield ('tlw_hat_x4_l1_udl', 'TLW paper Table II: L1-UDL (stage 2), HAT x4 weighted by the frozen stage-1 '
+                                'uncertainty (train tlw_hat_x4_esu first)',
+           experiment('tlw_hat_x4_l1_udl', 'UDLModel', scale, copy.deepcopy(data), net, train, metric_names, **freq))
+
+
 # ----------------------------------------------------------------------------------------------
 # FGD (fine_grained_dynamic_loss.txt), Tables 1-2: LapSRN x2/x3/x4 with L1 (baseline), the static
 # anchor area of 5 bins ("+CS Loss") and the dynamic one ("+FD Loss"); EDSR x4 with and without FGD.
@@ -470,9 +638,10 @@ def fgd_experiments(demo):
         yield name, title, experiment(name, 'FGDModel' if loss else 'SRModel', scale, data, net, train, [], **freq)
 
 
-EXPERIMENTS = (edsr_sploss_experiments, rrdb_sploss_experiments, asymmetric_sr_experiments,
-               asymmetric_denoising_experiments, zhao_experiments, tlw_experiments, udl_experiments,
-               fgd_experiments)
+EXPERIMENTS = (edsr_sploss_experiments, nlsn_sploss_experiments, rrdb_sploss_experiments, mprnet_gopro_experiments,
+               asymmetric_sr_experiments,
+               asymmetric_denoising_experiments, zhao_experiments, tlw_experiments, udl_experiments, hat_experiments,
+               fgd_experiments, asymmetric_dphsir_experiments)
 
 
 class _PlainDumper(yaml.SafeDumper):
