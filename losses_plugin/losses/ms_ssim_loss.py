@@ -13,7 +13,8 @@ from basicsr.utils.registry import LOSS_REGISTRY
 from losses_plugin.losses.gaussian_filter import PADDINGS, check_sigmas
 from losses_plugin.checks import check_choice, check_number
 from losses_plugin.losses.pixel_loss_base import PixelLoss, as_images
-from losses_plugin.losses.ssim_loss import luminance_and_contrast_structure
+from losses_plugin.losses.ssim_loss import (luminance_and_contrast_structure, luminance_and_contrast_structure_against,
+                                            reference_moments)
 
 MODES = ('sigmas', 'pyramid')
 PAPER_SIGMAS = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -29,20 +30,35 @@ def ms_ssim_sigmas_map(pred, target, sigmas=PAPER_SIGMAS, data_range=1.0, paddin
     return luminance[:, :, -1] * contrast_structure.prod(dim=2)
 
 
-def ms_ssim_pyramid(pred, target, weights=WANG_WEIGHTS, data_range=1.0):
-    """Classic MS-SSIM per image and channel, (N, C); cs and SSIM clamped at 0 before the powers."""
+def pyramid_reference(target, levels=len(WANG_WEIGHTS)):
+    """The target's side of :func:`ms_ssim_pyramid`, computed once for many predictions: per level, the
+    (2x2-average-pooled) target and its filtered moments."""
+    reference = []
+    for level in range(levels):
+        reference.append((target, reference_moments(target, (PYRAMID_SIGMA,), PYRAMID_RADIUS)))
+        if level < levels - 1:
+            target = F.avg_pool2d(target, 2, padding=[s % 2 for s in target.shape[-2:]])
+    return reference
+
+
+def ms_ssim_pyramid(pred, target, weights=WANG_WEIGHTS, data_range=1.0, reference=None):
+    """Classic MS-SSIM per image and channel, (N, C); cs and SSIM clamped at 0 before the powers.
+
+    ``reference`` (:func:`pyramid_reference` of ``target``) lets S predictions per target, ``pred`` of
+    (S*N, C, H, W), share the target's filtering; the result is then (S*N, C).
+    """
     min_side = (2 * PYRAMID_RADIUS) * 2 ** (len(weights) - 1) + 1
     if min(pred.shape[-2:]) < min_side:
         raise ValueError(f"MSSSIMLoss: mode 'pyramid' with {len(weights)} levels needs images of at least "
                          f"{min_side}x{min_side}, got {tuple(pred.shape[-2:])}; use mode 'sigmas'")
+    reference = reference or pyramid_reference(target, len(weights))
     values = []
-    for level in range(len(weights)):
-        luminance, contrast_structure = luminance_and_contrast_structure(
-            pred, target, (PYRAMID_SIGMA,), PYRAMID_RADIUS, data_range, 'valid')
+    for level, (target_level, moments) in enumerate(reference[:len(weights)]):
+        luminance, contrast_structure = luminance_and_contrast_structure_against(
+            pred, target_level, moments, (PYRAMID_SIGMA,), PYRAMID_RADIUS, data_range)
         if level < len(weights) - 1:
             values.append(contrast_structure.mean(dim=(-3, -2, -1)))
-            padding = [s % 2 for s in pred.shape[-2:]]
-            pred, target = F.avg_pool2d(pred, 2, padding=padding), F.avg_pool2d(target, 2, padding=padding)
+            pred = F.avg_pool2d(pred, 2, padding=[s % 2 for s in pred.shape[-2:]])
         else:
             values.append((luminance * contrast_structure).mean(dim=(-3, -2, -1)))
     stacked = torch.relu(torch.stack(values))

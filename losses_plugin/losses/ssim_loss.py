@@ -25,8 +25,39 @@ def luminance_and_contrast_structure(pred, target, sigmas, radius, data_range=1.
     """
     c = pred.shape[1]
     stacked = torch.cat([pred, target, pred * pred, target * target, pred * target], dim=1)
-    moments = gaussian_filter(stacked, sigmas, radius, padding)
-    mu_x, mu_y, xx, yy, xy = moments.split(c, dim=1)
+    mu_x, mu_y, xx, yy, xy = gaussian_filter(stacked, sigmas, radius, padding).split(c, dim=1)
+    return _luminance_and_contrast_structure(mu_x, mu_y, xx, yy, xy, data_range)
+
+
+def reference_moments(target, sigmas, radius, padding='valid'):
+    """The target's filtered moments ``(mu_y, E[y^2])``, each (N, C, K, H', W'): computed once where many
+    predictions are compared with one target (:func:`luminance_and_contrast_structure_against`)."""
+    c = target.shape[1]
+    return tuple(gaussian_filter(torch.cat([target, target * target], dim=1), sigmas, radius, padding).split(c, dim=1))
+
+
+def luminance_and_contrast_structure_against(pred, target, moments, sigmas, radius, data_range=1.0,
+                                             padding='valid'):
+    """As :func:`luminance_and_contrast_structure` for S predictions of each of N targets, the targets'
+    moments given (:func:`reference_moments`); only the three moments that involve ``pred`` are filtered.
+
+    Args:
+        pred (Tensor): (S*N, C, H, W), prediction ``s*N + i`` compared with target ``i``.
+        target (Tensor): (N, C, H, W).
+        moments (tuple[Tensor, Tensor]): ``reference_moments(target, sigmas, radius, padding)``.
+    Returns:
+        (Tensor, Tensor): l and cs, each (S*N, C, K, H', W').
+    """
+    n, c = target.shape[:2]
+    cross = (pred.reshape(-1, *target.shape) * target).reshape(pred.shape)
+    filtered = gaussian_filter(torch.cat([pred, pred * pred, cross], dim=1), sigmas, radius, padding)
+    mu_x, xx, xy = (m.reshape(-1, n, *m.shape[1:]) for m in filtered.split(c, dim=1))  # (S, N, ...)
+    mu_y, yy = moments  # (N, ...): broadcast over the S predictions of each target
+    luminance, contrast_structure = _luminance_and_contrast_structure(mu_x, mu_y, xx, yy, xy, data_range)
+    return luminance.flatten(0, 1), contrast_structure.flatten(0, 1)
+
+
+def _luminance_and_contrast_structure(mu_x, mu_y, xx, yy, xy, data_range):
     mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
     c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
     luminance = (2 * mu_xy + c1) / (mu_xx + mu_yy + c1)

@@ -16,9 +16,10 @@ import warnings
 import torch
 from torch import nn
 
-from losses_plugin.checks import OptionError
-from losses_plugin.losses.ms_ssim_loss import PYRAMID_RADIUS, WANG_WEIGHTS, ms_ssim_pyramid
-from losses_plugin.losses.ssim_loss import SSIMLoss
+from losses_plugin.checks import OptionError, check_number
+from losses_plugin.losses.ms_ssim_loss import PYRAMID_RADIUS, WANG_WEIGHTS, ms_ssim_pyramid, pyramid_reference
+from losses_plugin.losses.ssim_loss import (default_window_radius, luminance_and_contrast_structure_against,
+                                            reference_moments)
 
 VGG16_FILE = 'vgg16-397923af.pth'  # torchvision's ImageNet VGG16, as the torch hub caches it
 VGG16_URL = f'https://download.pytorch.org/models/{VGG16_FILE}'
@@ -32,36 +33,68 @@ def pyramid_levels(height, width, max_levels=len(WANG_WEIGHTS)):
     return levels
 
 
-class L1Judge(nn.Module):
+class Judge(nn.Module):
+    """A distance ``D(img, ref)`` whose ``ref`` side is prepared once (:meth:`reference`) and shared by
+    S images per reference (:meth:`distance`): TLW scores 2 (E-step) and 2T (M-step) images against each gt."""
+
+    def reference(self, ref):
+        """What :meth:`distance` needs of (N, C, H, W) references; by default the references themselves."""
+        return ref
+
+    def distance(self, img, reference):
+        """(S*N,) distances of images (S*N, C, H, W), image ``s*N + i`` against reference ``i``."""
+        raise NotImplementedError
 
     def forward(self, img, ref):
-        return (img - ref).abs().mean(dim=(1, 2, 3))
+        return self.distance(img, self.reference(ref))
 
 
-class SSIMJudge(nn.Module):
+def per_reference(img, ref):
+    """(S*N, ...) images as (S, N, ...), so that (N, ...) reference tensors broadcast over S."""
+    return img.reshape(-1, *ref.shape)
+
+
+class L1Judge(Judge):
+
+    def distance(self, img, ref):
+        return (per_reference(img, ref) - ref).abs().mean(dim=(2, 3, 4)).flatten()
+
+
+class SSIMJudge(Judge):
 
     def __init__(self, sigma=1.5):
         super().__init__()
-        self.ssim = SSIMLoss(sigma=sigma, padding='valid', reduction='none')
+        check_number('train.tlw.judge (ssim)', 'sigma', sigma, above=0)
+        self.sigmas, self.radius = (sigma,), default_window_radius(sigma)
 
-    def forward(self, img, ref):
-        return self.ssim(img, ref).mean(dim=(1, 2, 3))
+    def reference(self, ref):
+        return ref, reference_moments(ref, self.sigmas, self.radius)
+
+    def distance(self, img, reference):
+        ref, moments = reference
+        luminance, contrast_structure = luminance_and_contrast_structure_against(img, ref, moments, self.sigmas,
+                                                                                 self.radius)
+        return 1 - (luminance * contrast_structure).mean(dim=(1, 2, 3, 4))
 
 
-class MSSSIMJudge(nn.Module):
+class MSSSIMJudge(Judge):
 
-    def forward(self, img, ref):
-        levels = pyramid_levels(*img.shape[-2:])
+    def reference(self, ref):
+        levels = pyramid_levels(*ref.shape[-2:])
         if levels == 0:
-            raise ValueError(f'TLW judge ms_ssim: images of {tuple(img.shape[-2:])} are smaller than one 11x11 '
+            raise ValueError(f'TLW judge ms_ssim: images of {tuple(ref.shape[-2:])} are smaller than one 11x11 '
                              'window; use larger gt_size or judge type l1')
+        return pyramid_reference(ref, levels)
+
+    def distance(self, img, reference):
         weights = WANG_WEIGHTS
-        if levels < len(WANG_WEIGHTS):  # the levels that fit, rescaled to the five levels' total
-            weights = tuple(w * sum(WANG_WEIGHTS) / sum(WANG_WEIGHTS[:levels]) for w in WANG_WEIGHTS[:levels])
-        return 1 - ms_ssim_pyramid(img, ref, weights=weights).mean(dim=1)
+        if len(reference) < len(WANG_WEIGHTS):  # the levels that fit, rescaled to the five levels' total
+            weights = tuple(w * sum(WANG_WEIGHTS) / sum(WANG_WEIGHTS[:len(reference)])
+                            for w in WANG_WEIGHTS[:len(reference)])
+        return 1 - ms_ssim_pyramid(img, None, weights=weights, reference=reference).mean(dim=1)
 
 
-class LPIPSJudge(nn.Module):
+class LPIPSJudge(Judge):
     """LPIPS-VGG distance of [0, 1] images, ``lpips=False`` (no learned linear layers) by default.
 
     Args:
@@ -108,8 +141,23 @@ class LPIPSJudge(nn.Module):
     def train(self, mode=True):
         return super().train(False)  # frozen: dropout and friends stay off under model.train()
 
-    def forward(self, img, ref):
-        return self.lpips(img, ref, normalize=True).reshape(img.shape[0])
+    def reference(self, ref):
+        return self.features(ref)
+
+    def features(self, x):
+        """The unit-normalised VGG features of [0, 1] images, as ``lpips.LPIPS(normalize=True)`` computes them."""
+        import lpips
+
+        return [lpips.normalize_tensor(f) for f in self.lpips.net(self.lpips.scaling_layer(2 * x - 1))]
+
+    def distance(self, img, reference):
+        """``lpips.LPIPS``'s distance, the references' features computed once (:meth:`reference`)."""
+        total = 0
+        for layer, (feat, ref_feat) in enumerate(zip(self.features(img), reference)):
+            diff = (per_reference(feat, ref_feat) - ref_feat).square().flatten(0, 1)
+            diff = self.lpips.lins[layer](diff) if self.lpips.lpips else diff.sum(dim=1, keepdim=True)
+            total = total + diff.mean(dim=(1, 2, 3))
+        return total
 
 
 JUDGES = {'lpips': LPIPSJudge, 'ms_ssim': MSSSIMJudge, 'ssim': SSIMJudge, 'l1': L1Judge}

@@ -19,24 +19,28 @@ def mix_images(w, sr, gt):
     return (1 - w) * sr + w * gt, w * sr + (1 - w) * gt
 
 
-def weight_criterion(judge, w, sr, gt, eps=WC_EPS):
+def weight_criterion(judge, w, sr, gt, eps=WC_EPS, reference=None):
     """Eq. (4): ``WC(w) = (D(x_{1-w}, x) + eps) / (D(x_w, x) + eps)``, per image.
 
     Weights that put gt where sr is wrong bring x_w close to x and push x_{1-w} away: high WC.
 
     Args:
-        judge (nn.Module): D(img, ref) -> (N,) distances.
+        judge (Judge or callable): D(img, ref) -> (N,) distances; a
+            :class:`~losses_plugin.losses.tlw_judge.Judge` shares the gt's side between all images.
         w (Tensor): (N, C, H, W) or (T, N, C, H, W) weights in [0, 1].
         sr, gt (Tensor): (N, C, H, W).
+        reference: ``judge.reference(gt)`` when the caller already has it (TLWModel: once per batch).
     Returns:
         Tensor: (N,) or (T, N); differentiable in w (and sr).
     """
     samples = w.shape[:-4]  # () or (T,)
     x_w, x_1mw = mix_images(w, sr, gt)
     images = torch.cat([x_w.reshape(-1, *gt.shape[1:]), x_1mw.reshape(-1, *gt.shape[1:])])
-    refs = gt.expand(2, *samples, *gt.shape).reshape(-1, *gt.shape[1:])
-    distances = judge(images, refs).clamp_min(0)  # one call for both images of every sample
-    d_w, d_1mw = distances.reshape(2, *samples, gt.shape[0])
+    if hasattr(judge, 'distance'):  # one call for both images of every sample, the gt side computed once
+        distances = judge.distance(images, judge.reference(gt) if reference is None else reference)
+    else:
+        distances = judge(images, gt.expand(2, *samples, *gt.shape).reshape(-1, *gt.shape[1:]))
+    d_w, d_1mw = distances.clamp_min(0).reshape(2, *samples, gt.shape[0])
     return (d_1mw + eps) / (d_w + eps)
 
 

@@ -127,7 +127,9 @@ class TLWModel(SRModel):
         with self.step_guard.autocast():
             mean = self.net_w(self.gt, sr)
         w = net_w.sample(mean, num_samples=1)[0]
-        wc = weight_criterion(self.judge, w, sr, self.gt, self.wc_eps)
+        with torch.no_grad():  # the judge's gt side, shared by the E and M steps
+            reference = self.judge.reference(self.gt)
+        wc = weight_criterion(self.judge, w, sr, self.gt, self.wc_eps, reference)
         l_w = -torch.log(wc).mean()
         self.step_guard.step('net_w', self.optimizer_w, l_w, {'l_w': l_w}, current_iter)
 
@@ -136,7 +138,7 @@ class TLWModel(SRModel):
             with self.step_guard.autocast():
                 self.weight_mean = self.net_w(self.gt, sr)
             self.weight_samples = net_w.sample(self.weight_mean)
-            wc_samples = weight_criterion(self.judge, self.weight_samples, sr, self.gt, self.wc_eps)
+            wc_samples = weight_criterion(self.judge, self.weight_samples, sr, self.gt, self.wc_eps, reference)
         l_pix = self.cri_pix(self.output, self.gt, self.weight_samples, wc_samples)
         stepped = self.step_guard.step('net_g', self.optimizer_g, l_pix, {'l_pix': l_pix}, current_iter)
 

@@ -113,6 +113,32 @@ def test_lpips_judge_loads_torchvision_vgg16_weights_from_a_path_or_the_hub_cach
     assert torch.equal(dict(from_cache.lpips.net.slice3.named_children())['14'].weight, state['features.14.weight'])
 
 
+def independent_distance(judge_type, lpips_net=None):
+    """D(img, ref) of (N, C, H, W) pairs from an independent library or by hand."""
+    import piq
+    return {'ms_ssim': lambda x, y: 1 - pytorch_msssim.ms_ssim(x, y, data_range=1.0, size_average=False),
+            'ssim': lambda x, y: 1 - piq.ssim(x, y, data_range=1.0, kernel_size=11, kernel_sigma=1.5,
+                                              reduction='none'),
+            'l1': lambda x, y: (x - y).abs().flatten(1).mean(dim=1),
+            'lpips': lambda x, y: lpips_net(x, y, normalize=True).flatten()}[judge_type]
+
+
+@pytest.mark.parametrize('judge_opt', JUDGES + [{'type': 'lpips', 'pretrained': False, 'linear': True}],
+                         ids=lambda o: o['type'] + ('_linear' if o.get('linear') else ''))
+def test_the_gt_side_computed_once_equals_each_pair_scored_by_an_independent_library(judge_opt):
+    """``distance(img, reference(gt))``, S images per gt (image s*N + i against gt i), equals scoring every
+    (image, gt) pair on its own: pytorch-msssim, piq, by hand, and the lpips package's own call."""
+    torch.manual_seed(3)
+    judge = build_judge(judge_opt)
+    n, s, size = 2, 3, 176 if judge_opt['type'] == 'ms_ssim' else 32  # pytorch-msssim's five levels need > 160
+    gt = torch.rand(n, 3, size, size)
+    img = (gt + 0.2 * torch.randn(s, n, 3, size, size)).clamp(0, 1).reshape(s * n, 3, size, size)
+    pairs_gt = gt.repeat(s, 1, 1, 1)  # row s*N + i holds gt i
+    expected = independent_distance(judge_opt['type'], getattr(judge, 'lpips', None))(img, pairs_gt)
+    assert torch.allclose(judge.distance(img, judge.reference(gt)), expected, rtol=1e-4, atol=1e-6)
+    assert torch.allclose(judge(img, pairs_gt), expected, rtol=1e-4, atol=1e-6)
+
+
 def test_unknown_judge_is_a_clear_error():
     with pytest.raises(ValueError, match="train.tlw.judge.type must be one of 'lpips'"):
         build_judge({'type': 'vgg'})
