@@ -159,7 +159,7 @@ def test_report_only_with_seeds_collects_each_seeds_experiment(tmp_path):
     result = subprocess.run([PYTHON, str(REPO / 'scripts' / 'reproduce.py'), '--paper', 'sploss', '--scale', 'demo',
                              '--seeds', '2', '--report-only'], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert '(2 of 8 runs have results, 4 of 16 seeds)' in result.stdout
+    assert '(2 of 10 runs have results, 4 of 20 seeds)' in result.stdout
     report = (tmp_path / 'results' / 'sploss' / 'demo' / 'report.md').read_text()
     assert '| EDSR-SP (alpha 2) | DemoVal | 2 | 600 | 6.5000 ± 0.1414 | 6.8699 | -0.3699 | 29.85 ± 0.0000 |' in report
     assert '| EDSR-SP (alpha 2) | EDSR, L1 | DemoVal | niqe | lower | -0.3500 | 0.2000 | -0.2742 | real | agrees | ' \
