@@ -50,12 +50,57 @@ def quasi_recurrent_pool(z, f, reverse=False):
     return torch.stack(hidden, dim=2)
 
 
+def conv3d_by_bands(x, weight, bias=None, stride=(1, 1), padding=(0, 0, 0)):
+    """A 3-D convolution with band stride 1 as one 2-D convolution over every band at once: the kernel's
+    band taps become input channels (the neighbouring bands stacked), the bands join the batch.
+
+    Same result as ``F.conv3d(x, weight, bias, (1, *stride), padding)``; PyTorch's CPU 3-D (and transposed
+    3-D) convolutions run an unfold-based kernel several times slower than its 2-D one.
+
+    Args:
+        x (Tensor): (N, C, B, H, W).
+        weight (Tensor): (O, C, kd, kh, kw).
+        bias (Tensor | None): (O,).
+        stride (tuple): (sh, sw), spatial only.
+        padding (tuple): (pd, ph, pw), zeros.
+
+    Returns:
+        Tensor: (N, O, B + 2*pd - kd + 1, H', W').
+    """
+    taps, band_pad = weight.shape[2], padding[0]
+    x = F.pad(x, (0, 0, 0, 0, band_pad, band_pad))
+    bands = x.shape[2] - taps + 1
+    stacked = torch.cat([x[:, :, d:d + bands] for d in range(taps)], dim=1)  # (N, taps*C, B', H, W)
+    n, channels, _, height, width = stacked.shape
+    stacked = stacked.transpose(1, 2).reshape(n * bands, channels, height, width)
+    weight2d = weight.transpose(1, 2).reshape(weight.shape[0], channels, *weight.shape[3:])  # tap-major, as cat
+    out = F.conv2d(stacked, weight2d, bias, stride, padding[1:])
+    return out.reshape(n, bands, *out.shape[1:]).transpose(1, 2)
+
+
+class BandConv3d(nn.Conv3d):
+    """``nn.Conv3d`` (its parameters, so checkpoints keep their layout) computed by :func:`conv3d_by_bands`."""
+
+    def forward(self, x):
+        return conv3d_by_bands(x, self.weight, self.bias, self.stride[1:], self.padding)
+
+
+class BandConvTranspose3d(nn.ConvTranspose3d):
+    """``nn.ConvTranspose3d`` of stride 1: the convolution with the kernel flipped and in/out swapped, padded
+    by ``k - 1 - p``, computed by :func:`conv3d_by_bands`."""
+
+    def forward(self, x):
+        weight = self.weight.transpose(0, 1).flip(2, 3, 4)
+        padding = tuple(k - 1 - p for k, p in zip(self.kernel_size, self.padding))
+        return conv3d_by_bands(x, weight, self.bias, (1, 1), padding)
+
+
 class UpsampleConv3d(nn.Module):
     """Bilinear x2 up-sampling of H and W (the bands untouched), then a 3-D convolution."""
 
     def __init__(self, in_channels, out_channels):
         super().__init__()
-        self.conv3d = nn.Conv3d(in_channels, out_channels, 3, 1, 1, bias=False)
+        self.conv3d = BandConv3d(in_channels, out_channels, 3, 1, 1, bias=False)
 
     def forward(self, x):
         return self.conv3d(F.interpolate(x, scale_factor=(1, 2, 2), mode='trilinear', align_corners=True))
@@ -85,9 +130,9 @@ class GatedRecurrentConv3d(nn.Module):
         if bn:
             layers['bn'] = nn.BatchNorm3d(in_channels)
         if kind == 'conv':
-            layers['conv'] = nn.Conv3d(in_channels, gates, kernel_size, stride, padding, bias=bias)
+            layers['conv'] = BandConv3d(in_channels, gates, kernel_size, stride, padding, bias=bias)
         elif kind == 'deconv':
-            layers['deconv'] = nn.ConvTranspose3d(in_channels, gates, kernel_size, 1, padding, bias=bias)
+            layers['deconv'] = BandConvTranspose3d(in_channels, gates, kernel_size, 1, padding, bias=bias)
         else:
             layers['upsample_conv'] = UpsampleConv3d(in_channels, gates)
         self.conv = nn.Sequential(layers)  # named as in the authors' code: their checkpoints load

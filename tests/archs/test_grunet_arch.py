@@ -6,7 +6,8 @@ from basicsr.archs import build_network
 from basicsr.models.base_model import BaseModel
 from torch import nn
 
-from losses_plugin.archs.grunet_arch import GatedRecurrentConv3d, GRUNet, quasi_recurrent_pool
+from losses_plugin.archs.grunet_arch import (BandConv3d, BandConvTranspose3d, GatedRecurrentConv3d, GRUNet,
+                                             quasi_recurrent_pool)
 from losses_plugin.checks import OptionError
 
 
@@ -72,6 +73,18 @@ def test_f_pooling_by_hand():
     assert quasi_recurrent_pool(z, f).flatten().tolist() == [0.75, 1.375, 1.78125]
     # backwards: h2 = 0.25*3 = 0.75, h1 = 0.5*0.75 + 0.5*2 = 1.375, h0 = 0.25*1.375 + 0.75*1 = 1.09375
     assert quasi_recurrent_pool(z, f, reverse=True).flatten().tolist() == [1.09375, 1.375, 0.75]
+
+
+@pytest.mark.parametrize('kernel, stride', [(3, 1), (3, (1, 2, 2)), (1, 1)])
+def test_band_convolutions_equal_torch_3d_convolutions(kernel, stride):
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 4, 9, 8, dtype=torch.float64)
+    conv = BandConv3d(3, 5, kernel, stride, kernel // 2, bias=True).double()
+    assert torch.allclose(conv(x), nn.functional.conv3d(x, conv.weight, conv.bias, stride, kernel // 2))
+    if stride == 1:
+        deconv = BandConvTranspose3d(3, 5, kernel, 1, kernel // 2, bias=True).double()
+        expected = nn.functional.conv_transpose3d(x, deconv.weight, deconv.bias, 1, kernel // 2)
+        assert torch.allclose(deconv(x), expected)
 
 
 def test_units_recur_along_the_band_axis():
