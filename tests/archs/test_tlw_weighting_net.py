@@ -41,7 +41,22 @@ def test_sample_count_and_temperature_come_from_options():
     assert net.sample(mean).shape == (5, 1, 3, 8, 8) and net.sample(mean, 1).shape == (1, 1, 3, 8, 8)
 
 
-@pytest.mark.parametrize('option, value', [('temperature', 0), ('num_samples', 0), ('num_samples', 1.5), ('k', 2)])
+def test_channels_last_layout_gives_the_same_means_and_gradients():
+    torch.manual_seed(0)
+    fast = build_network({'type': 'TLWWeightingNet', 'num_feat': 8})
+    plain = build_network({'type': 'TLWWeightingNet', 'num_feat': 8, 'channels_last': False})
+    plain.load_state_dict(fast.state_dict())
+    assert fast.body[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert plain.body[0].weight.is_contiguous()
+    gt, sr = torch.rand(2, 3, 24, 20), torch.rand(2, 3, 24, 20)
+    fast(gt, sr).square().sum().backward()
+    plain(gt, sr).square().sum().backward()
+    assert torch.allclose(fast(gt, sr), plain(gt, sr), atol=1e-6)
+    assert torch.allclose(fast.body[0].weight.grad, plain.body[0].weight.grad, atol=1e-5)
+
+
+@pytest.mark.parametrize('option, value', [('temperature', 0), ('num_samples', 0), ('num_samples', 1.5), ('k', 2),
+                                           ('channels_last', 'yes')])
 def test_invalid_options_are_clear_errors(option, value):
     with pytest.raises(ValueError, match=option if option != 'k' else 'FixedSum: k'):
         build_network({'type': 'TLWWeightingNet', option: value})
