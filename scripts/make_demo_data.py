@@ -42,10 +42,10 @@ SPLITS = {
     },
 }
 COMPLETE_MARK = '.complete'
-# GoPro-like sequences: (split, source photograph, frames); each frame a 96x96 window panning 8 px right and
+# GoPro-like sequences: (split, source photograph, frames); each frame a 192x192 window panning 8 px right and
 # 4 px down per frame, blurred by a line of 11 px turning 25 degrees per frame
 GOPRO_SEQUENCES = (('train', 'astronaut', 3), ('train', 'rocket', 3), ('test', 'coffee', 2))
-GOPRO_CROP, GOPRO_BLUR = 96, 11
+GOPRO_CROP, GOPRO_BLUR = 192, 11  # 192: NIQE needs 2x2 of its 96x96 blocks
 
 
 def prepare_hr(rgb):

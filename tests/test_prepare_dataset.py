@@ -119,10 +119,17 @@ def test_every_prepare_command_writes_what_its_option_files_read(demo_data, tmp_
     photos = [cv2.imread(str(demo_data / 'train' / 'HR' / f'{name}.png'))[:240, :240] for name in ('astronaut', 'ihc')]
     for command, dataroots in commands.items():
         args = shlex.split(command)[1:]
-        hr = tmp_path / args[args.index('--hr') + 1]
-        hr.mkdir(parents=True, exist_ok=True)
-        for i, photo in enumerate(photos, start=1):
-            cv2.imwrite(str(hr / f'{i:04d}.png'), photo)
+        if '--input' in args:  # prepare_gopro.py reads GOPRO_Large's <split>/<sequence>/blur|sharp/ frames
+            for split, kind in (('train', 'blur'), ('train', 'sharp'), ('test', 'blur'), ('test', 'sharp')):
+                frames = tmp_path / args[args.index('--input') + 1] / split / 'GOPR0001' / kind
+                frames.mkdir(parents=True, exist_ok=True)
+                for i, photo in enumerate(photos, start=1):
+                    cv2.imwrite(str(frames / f'{i:06d}.png'), photo)
+        else:
+            hr = tmp_path / args[args.index('--hr') + 1]
+            hr.mkdir(parents=True, exist_ok=True)
+            for i, photo in enumerate(photos, start=1):
+                cv2.imwrite(str(hr / f'{i:04d}.png'), photo)
         if '--lr' in args:  # DIV2K's own LR folders: 0001x4.png beside HR 0001.png
             scale = int(args[args.index('--scale') + 1])
             lr = tmp_path / args[args.index('--lr') + 1]
