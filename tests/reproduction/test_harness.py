@@ -134,7 +134,7 @@ def test_every_grid_names_existing_option_files_and_its_baselines():
             assert (REPO / 'options' / f'{run.name}.yml').is_file(), run.name
             assert (REPO / 'options' / 'demo' / f'{run.name}.yml').is_file(), run.name
             assert run.baseline is None or run.baseline in names
-            assert set(run.paper) <= {'psnr', 'ssim', 'niqe', 'rmse', 'ms_ssim', 'gmsd', 'fsim'}
+            assert set(run.paper) <= {'psnr', 'ssim', 'niqe', 'rmse', 'ms_ssim', 'gmsd', 'fsim', 'lpips'}
 
 
 def test_report_only_collects_fixture_runs_into_results(tmp_path):
