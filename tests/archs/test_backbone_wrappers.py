@@ -75,15 +75,17 @@ def test_features_of_a_padding_backbone_are_cut_to_the_image(feature_module, sca
     assert torch.equal(features, seen[0][..., :10 * scale, :13 * scale])
 
 
-@pytest.mark.parametrize('feature_module', ['conv_last', 'conv_before_upsample.0'])
-def test_uncertainty_net_on_hat_gives_one_log_variance_per_output_pixel_and_channel(feature_module):
+@pytest.mark.parametrize('feature_module, in_channels, channels',
+                         [('conv_last', 8, 3), ('conv_before_upsample.0', 12, 3), ('upsample.0', 8, 1)])  # Table II's
+def test_uncertainty_net_on_hat_gives_one_log_variance_per_output_pixel(feature_module, in_channels, channels):
     torch.manual_seed(0)
-    net = build_network({'type': 'UncertaintySRNet', 'backbone': HAT, 'feature_module': feature_module, 'num_feat': 8})
+    net = build_network({'type': 'UncertaintySRNet', 'backbone': HAT, 'feature_module': feature_module,
+                         'num_out_ch': channels, 'num_feat': 8}).eval()  # no stochastic depth between the calls
     x = torch.rand(2, 3, 10, 13)
     sr, s = net(x, return_uncertainty=True)
-    assert torch.equal(net(x), sr) and s.shape == sr.shape == (2, 3, 40, 52)
-    assert net.head[0].in_channels == (8 if feature_module == 'conv_last' else 12)  # HAT's num_feat / embed_dim
-    if feature_module == 'conv_before_upsample.0':  # LR features: each LR pixel's s covers its 4x4 HR block
+    assert torch.equal(net(x), sr) and sr.shape == (2, 3, 40, 52) and s.shape == (2, channels, 40, 52)
+    assert net.head[0].in_channels == in_channels  # HAT's num_feat after the body, embed_dim inside it
+    if feature_module != 'conv_last':  # LR features: each LR pixel's s covers its 4x4 HR block
         assert torch.equal(s, s[..., ::4, ::4].repeat_interleave(4, -2).repeat_interleave(4, -1))
 
 
