@@ -12,12 +12,14 @@ tells it how strong the noise is.
 
 Layer layout, widths (16, 32, 64, 128, 256), kernel sizes, directions, the released denoiser's settings
 (noise map, no BatchNorm) and the initialisation follow the authors' published code; module names do too,
-so their released ``grunet.pth`` loads as it is (``param_key_g: net``).
+so a checkpoint of theirs (the released ``grunet.pth`` keeps the weights under ``net``) loads as it is
+(``param_key_g: net``).
 
 BasicSR hands networks (N, C, H, W) images: C becomes the band axis of a one-channel cube, so an RGB
 image is a 3-band cube and a hyperspectral tensor of 31 channels a 31-band one.
 """
 from collections import OrderedDict
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +29,7 @@ from torch import nn
 from losses_plugin.checks import OptionError, check_number
 
 
-def quasi_recurrent_pool(z, f, reverse=False):
+def quasi_recurrent_pool(z: torch.Tensor, f: torch.Tensor, reverse: bool = False) -> torch.Tensor:
     """QRNN3D's f-pooling along the band axis (dim 2): ``h_b = f_b*h_{b-1} + (1 - f_b)*z_b``, starting
     from ``h = 0`` before the first band (the last one when ``reverse``).
 
@@ -50,7 +52,8 @@ def quasi_recurrent_pool(z, f, reverse=False):
     return torch.stack(hidden, dim=2)
 
 
-def conv3d_by_bands(x, weight, bias=None, stride=(1, 1), padding=(0, 0, 0)):
+def conv3d_by_bands(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                    stride: Tuple[int, int] = (1, 1), padding: Tuple[int, int, int] = (0, 0, 0)) -> torch.Tensor:
     """A 3-D convolution with band stride 1 as one 2-D convolution over every band at once: the kernel's
     band taps become input channels (the neighbouring bands stacked), the bands join the batch.
 
@@ -192,7 +195,7 @@ class GRUNet(nn.Module):
             Default: False.
     """
 
-    def __init__(self, num_feat=16, num_down=4, noise_level=25, bn=False):
+    def __init__(self, num_feat: int = 16, num_down: int = 4, noise_level: Optional[float] = 25, bn: bool = False):
         super().__init__()
         _check_int('num_feat', num_feat, 1)
         _check_int('num_down', num_down, 1)
@@ -224,7 +227,7 @@ class GRUNet(nn.Module):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
-    def forward_cube(self, cube):
+    def forward_cube(self, cube: torch.Tensor) -> torch.Tensor:
         """The network on a cube (N, 1 or 2, B, H, W) as the authors call it: channel 0 the noisy bands,
         channel 1 (with the noise map) sigma/255; H and W multiples of ``2**num_down``.
 
@@ -241,7 +244,7 @@ class GRUNet(nn.Module):
             x = getattr(self, f'Up_conv{level + 1}')(torch.cat((skips.pop(), up), dim=1))
         return self.Conv(x) + cube[:, :1]
 
-    def forward(self, x, noise_level=None):
+    def forward(self, x: torch.Tensor, noise_level: Union[float, torch.Tensor, None] = None) -> torch.Tensor:
         """(N, B, H, W) -> (N, B, H, W); ``noise_level`` (0-255 scale, a number or one per image, shape (N,))
         replaces the option's for this call."""
         if x.dim() != 4:
