@@ -10,10 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from basicsr.losses import build_loss
+from conftest import REPO
 from test_model_steps import float64  # noqa: F401 (a fixture)
 from test_model_steps import assert_gradient_step, build, parameters, step_options, update
 
 from losses_plugin.checks import OptionError
+from losses_plugin.options import read_option_file
+from losses_plugin.strict_options import option_key_problems
 
 LR = 1e-4
 TINY_MPRNET = {'type': 'MPRNet', 'n_feat': 8, 'scale_unetfeats': 4, 'scale_orsnetfeats': 4, 'num_cab': 1,
@@ -126,3 +129,14 @@ def test_a_network_without_stage_outputs_is_refused(tmp_path):
     model.feed_data(blurred_batch())
     with pytest.raises((OptionError, TypeError), match='return_stages'):
         model.optimize_parameters(1)
+
+
+def test_strict_option_keys_know_the_model_s_and_the_edge_loss_s_keys():
+    opt = read_option_file(str(REPO / 'options' / 'mprnet_gopro_sploss.yml'))
+    assert option_key_problems(opt) == []
+    opt['train']['stage_weight'] = opt['train'].pop('stage_weights')
+    opt['train']['edge_opt']['epsilon'] = opt['train']['edge_opt'].pop('eps')
+    problems = option_key_problems(opt)
+    assert any("train.stage_weight is not an option of StageSupervisedModel; did you mean 'stage_weights'?" in p
+               for p in problems)
+    assert any("train.edge_opt.epsilon is not an option of EdgeLoss; did you mean 'eps'?" in p for p in problems)
