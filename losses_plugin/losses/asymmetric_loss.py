@@ -42,18 +42,16 @@ def min_max_normalize(img):
 def lower_quartile(img):
     """Per image and channel 25th percentile over H, W, linearly interpolated as ``numpy.percentile``.
 
-    One ``kthvalue`` (``torch.quantile`` refuses large inputs); the next order statistic is that
-    value again if it repeats, else the smallest value above it.
+    One ``topk`` of the smallest values (``torch.quantile`` refuses large inputs) holds both order
+    statistics that the interpolation needs: the largest two of them.
     """
     flat = img.flatten(2)
     position = 0.25 * (flat.shape[2] - 1)
     below = int(position)
-    low = flat.kthvalue(below + 1, dim=2, keepdim=True).values
+    smallest = flat.topk(below + 2 if position > below else below + 1, dim=2, largest=False, sorted=False).values
     if position == below:
-        return low.unsqueeze(-1)
-    repeats = (flat <= low).sum(dim=2, keepdim=True) >= below + 2
-    above = torch.where(flat > low, flat, torch.full_like(flat, float('inf'))).amin(dim=2, keepdim=True)
-    high = torch.where(repeats, low, above)
+        return smallest.amax(dim=2, keepdim=True).unsqueeze(-1)
+    high, low = smallest.topk(2, dim=2).values.split(1, dim=2)
     return (low + (position - below) * (high - low)).unsqueeze(-1)
 
 
