@@ -9,8 +9,8 @@ its weights under ``state_dict``, possibly with DataParallel's ``module.`` prefi
       pretrain_network_g: experiments/pretrained_models/model_deblurring.pth
       param_key_g: state_dict
 
-spandrel is imported when an MPRNet is built, not when ``losses_plugin`` is imported (importing spandrel
-loads all of its architectures, ~3 s).
+spandrel-extra-arches is imported when an MPRNet is built, not when ``losses_plugin`` is imported: its
+package imports all of its architectures (and spandrel's, ~3 s when spandrel is not loaded yet).
 """
 import warnings
 
