@@ -13,22 +13,22 @@ from losses_plugin.losses.pixel_loss_base import BASE_ERRORS, PixelLoss, at_leas
 from losses_plugin.losses.weighted_error import FAST_BASES, weighted_error_sum
 
 
-def laplacian(img):
-    """Per-channel 4-neighbour Laplacian ``[[0,1,0],[1,-4,1],[0,1,0]]`` with replicate padding.
+def laplacian(img, scale=1.0):
+    """Per-channel 4-neighbour Laplacian ``[[0,1,0],[1,-4,1],[0,1,0]]`` with replicate padding, times ``scale``.
 
-    (..., H, W) -> (..., H, W). Built as ``-4*img`` plus the four shifted images, in place; with
-    replicate padding a border pixel's missing neighbour is the pixel itself. Several times faster
+    (..., H, W) -> (..., H, W). Built as ``-4*scale*img`` plus the four scaled shifted images, in place;
+    with replicate padding a border pixel's missing neighbour is the pixel itself. Several times faster
     on CPU than padding and a grouped convolution.
     """
-    lap = img * -4
-    lap[..., 1:, :] += img[..., :-1, :]
-    lap[..., :-1, :] += img[..., 1:, :]
-    lap[..., :, 1:] += img[..., :, :-1]
-    lap[..., :, :-1] += img[..., :, 1:]
-    lap[..., :1, :] += img[..., :1, :]
-    lap[..., -1:, :] += img[..., -1:, :]
-    lap[..., :, :1] += img[..., :, :1]
-    lap[..., :, -1:] += img[..., :, -1:]
+    lap = img * (-4 * scale)
+    lap[..., 1:, :].add_(img[..., :-1, :], alpha=scale)
+    lap[..., :-1, :].add_(img[..., 1:, :], alpha=scale)
+    lap[..., :, 1:].add_(img[..., :, :-1], alpha=scale)
+    lap[..., :, :-1].add_(img[..., :, 1:], alpha=scale)
+    lap[..., :1, :].add_(img[..., :1, :], alpha=scale)
+    lap[..., -1:, :].add_(img[..., -1:, :], alpha=scale)
+    lap[..., :, :1].add_(img[..., :, :1], alpha=scale)
+    lap[..., :, -1:].add_(img[..., :, -1:], alpha=scale)
     return lap
 
 
@@ -80,10 +80,10 @@ class SPLoss(PixelLoss):
         return self.weight_map(pred, target) * base_error(pred, target, self.base)
 
     def _fast_weights(self, target, error, sign):
-        """w of eq. (3) in four in-place passes. m = relu(lap * sign(e)) equals eq. (2)'s map wherever
+        """w of eq. (3) in three in-place passes. m = relu(lap * sign(e)) equals eq. (2)'s map wherever
         e != 0; where e = 0 the weight multiplies |e| = 0 and sign(e) = 0, so loss and gradient agree."""
-        lap = laplacian(target)
-        return lap.mul_(torch.sign(error) if sign is None else sign).relu_().mul_(self.alpha / self.data_range).add_(1)
+        lap = laplacian(target, self.alpha / self.data_range)  # alpha > 0 commutes with the relu
+        return lap.mul_(torch.sign(error) if sign is None else sign).relu_().add_(1)
 
     def error_sum(self, pred, target):
         if self.alpha == 0 or self.base not in FAST_BASES:
