@@ -16,13 +16,18 @@ def default_window_radius(sigma):
 
 
 def luminance_and_contrast_structure(pred, target, sigmas, radius, data_range=1.0, padding='valid'):
-    """l(p) and cs(p) of eq. (4)-(5) for each Gaussian, its five moments filtered in one batched call.
+    """l(p) and cs(p) of eq. (4)-(5) for each Gaussian, its five moments filtered in one batched call (in
+    two where only ``pred`` needs gradients: the backward pass then filters three moments, not five).
 
     Args:
         pred, target (Tensor): (N, C, H, W).
     Returns:
         (Tensor, Tensor): l and cs, each (N, C, K, H', W') for the K sigmas.
     """
+    if pred.requires_grad and not target.requires_grad:  # a loss: the target's moments need no backward pass
+        with torch.no_grad():
+            moments = reference_moments(target, sigmas, radius, padding)
+        return luminance_and_contrast_structure_against(pred, target, moments, sigmas, radius, data_range, padding)
     c = pred.shape[1]
     stacked = torch.cat([pred, target, pred * pred, target * target, pred * target], dim=1)
     mu_x, mu_y, xx, yy, xy = gaussian_filter(stacked, sigmas, radius, padding).split(c, dim=1)
