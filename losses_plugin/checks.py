@@ -19,8 +19,9 @@ def check_existing_file(key, path, hint):
 
 
 def check_choice(owner, option, value, choices):
-    """``value`` of ``owner``'s (a loss's, network's or model's) ``option`` must be one of ``choices``."""
-    if value not in choices:
+    """``value`` of ``owner``'s (a loss's, network's or model's) ``option`` must be one of ``choices``
+    (of the same type: 1 and 0 are not the choices true and false)."""
+    if not any(value == choice and type(value) is type(choice) for choice in choices):
         raise OptionError(f"{owner}: option '{option}' must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 

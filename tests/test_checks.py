@@ -35,6 +35,9 @@ def test_check_choice_lists_the_choices():
     check_choice('X', 'b', 'l1', ('l1', 'mse'))
     with pytest.raises(OptionError, match=r"^X: option 'b' must be one of 'l1', 'mse', got 'l2'$"):
         check_choice('X', 'b', 'l2', ('l1', 'mse'))
+    check_choice('X', 'flag', False, (True, False))
+    with pytest.raises(OptionError, match=r"^X: option 'flag' must be one of True, False, got 1$"):
+        check_choice('X', 'flag', 1, (True, False))  # 1 == True in Python, but a YAML 1 is not a yes
 
 
 def test_check_existing_file(tmp_path):

@@ -15,23 +15,33 @@ OPTION_FILES = sorted((REPO / 'options').rglob('*.yml'))
 DEMO_FILES = sorted((REPO / 'options' / 'demo').glob('*.yml'))
 
 
-def training_signature(path):
-    """What a twin exercises beyond its numbers: model, networks, losses, datasets, degradations."""
+def training_features(path):
+    """What a twin exercises beyond its numbers: its model, each network (and backbone), each loss, its
+    dataset and degradations."""
     opt = read_option_file(str(path))
-    losses = {k: (v.get('type'), v.get('base'), v.get('form'), v.get('stage'), v.get('mask'))
-              for k, v in opt['train'].items() if k.endswith('_opt') and isinstance(v, dict)}
-    return repr((opt['model_type'], sorted((k, v['type']) for k, v in opt.items() if k.startswith('network_')),
-                 sorted(losses.items()), opt['datasets']['train']['type'],
-                 [d['type'] for d in opt['datasets']['train'].get('degradations', [])]))
+    features = {('model', opt['model_type']), ('dataset', opt['datasets']['train']['type'])}
+    for key, net in opt.items():
+        if key.startswith('network_'):
+            features.add(('network', key, net['type'], (net.get('backbone') or {}).get('type')))
+    for key, loss in opt['train'].items():
+        if key.endswith('_opt') and isinstance(loss, dict):
+            features.add(('loss', key, *(loss.get(k) for k in ('type', 'base', 'form', 'stage', 'mask'))))
+    features.update(('degradation', d['type']) for d in opt['datasets']['train'].get('degradations', []))
+    return features
 
 
-def distinct_twins(paths):
-    """One demo twin per training signature (the first by name): the alpha sweep, the TLW scale grid,
-    ... differ only in numbers, which the parsing test above checks for every file."""
-    chosen = {}
-    for path in paths:
-        chosen.setdefault(training_signature(path), path)
-    return sorted(chosen.values())
+def covering_twins(paths):
+    """Few twins that together exercise every feature of all of them (greedy set cover, ties by name): the
+    alpha sweep, the TLW scale grid, one network under four losses each covered elsewhere, ... differ only
+    in what the parsing test above checks for every file."""
+    uncovered = {path: training_features(path) for path in sorted(paths)}
+    chosen = []
+    while any(uncovered.values()):
+        best = max(uncovered, key=lambda p: len(uncovered[p]))  # the first by name among equals
+        chosen.append(best)
+        covered = uncovered.pop(best)
+        uncovered = {path: features - covered for path, features in uncovered.items()}
+    return sorted(chosen)
 
 
 def load_generator():
@@ -67,7 +77,7 @@ def test_full_run_without_data_says_what_to_prepare(path, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('path', distinct_twins(DEMO_FILES), ids=lambda p: p.stem)
+@pytest.mark.parametrize('path', covering_twins(DEMO_FILES), ids=lambda p: p.stem)
 def test_demo_twin_trains_a_few_iterations(path, demo_data, tmp_path):
     (tmp_path / 'datasets').symlink_to(demo_data.parent)  # the twins read datasets/demo/...
     force = ['train:total_iter=2', 'logger:print_freq=1', 'datasets:train:num_worker_per_gpu=0',

@@ -110,3 +110,19 @@ def test_esu_loss_trains_the_sr_network_and_the_uncertainty_head_on_hat():
     body = hat.layers[0].residual_group.blocks[0].mlp.fc1
     assert net.head[0].weight.grad.abs().sum() > 0 and body.weight.grad.abs().sum() > 0
     assert hat.conv_last.weight.grad is None  # the head reads conv_last's input, not its output
+
+
+def test_uncertainty_head_in_channels_last_layout_gives_the_same_s_and_gradients():
+    torch.manual_seed(0)
+    backbone = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2}
+    fast = build_network({'type': 'UncertaintySRNet', 'backbone': backbone, 'num_feat': 8})
+    plain = build_network({'type': 'UncertaintySRNet', 'backbone': backbone, 'num_feat': 8, 'channels_last': False})
+    plain.load_state_dict(fast.state_dict())
+    assert fast.head[0].weight.is_contiguous(memory_format=torch.channels_last) and plain.head[0].weight.is_contiguous()
+    lq = torch.rand(2, 3, 12, 10)
+    (s_fast := fast(lq, return_uncertainty=True)[1]).square().sum().backward()
+    (s_plain := plain(lq, return_uncertainty=True)[1]).square().sum().backward()
+    assert torch.allclose(s_fast, s_plain, atol=1e-6)
+    assert torch.allclose(fast.head[0].weight.grad, plain.head[0].weight.grad, rtol=1e-4, atol=1e-3)  # grads ~1e3
+    with pytest.raises(ValueError, match="UncertaintySRNet: option 'channels_last'"):
+        build_network({'type': 'UncertaintySRNet', 'backbone': backbone, 'channels_last': 1})
