@@ -144,16 +144,21 @@ ASYMMETRIC_GRID = {'l1': L1, 'mse': MSE, 'asy_l1': asymmetric('l1'), 'asy_mse': 
 
 # ----------------------------------------------------------------------------------------------
 # The SPLoss paper (sploss_edge_aware_zh.txt): EDSR, RRDBNet, ESRGAN at x4; alpha sweep (Table 3).
+def sploss_x4_data(demo):
+    """DIV2K x4 (192 px GT, batch 16) with Set5/Set14 validation; the demo photographs for the twins."""
+    if demo:
+        return {'train': demo_pair(4, 96, 16), 'val': demo_val(4)}
+    return {'train': lmdb_pair('DIV2K', 'datasets/DIV2K/DIV2K_train_HR_sub.lmdb',
+                               'datasets/DIV2K/DIV2K_train_LR_bicubic_X4_sub.lmdb', DIV2K_PREPARE.format(s=4), 192, 16),
+            'val': benchmark('Set5', 4), 'val_2': benchmark('Set14', 4)}
+
+
 def edsr_sploss_experiments(demo):
     scale = 4
+    data = sploss_x4_data(demo)
     if demo:
-        data = {'train': demo_pair(scale, 96, 16), 'val': demo_val(scale)}
         net, sched = EDSR_DEMO, dict(lr=1e-3, milestones=[400], total=600)
     else:
-        data = {'train': lmdb_pair('DIV2K', 'datasets/DIV2K/DIV2K_train_HR_sub.lmdb',
-                                   'datasets/DIV2K/DIV2K_train_LR_bicubic_X4_sub.lmdb', DIV2K_PREPARE.format(s=4),
-                                   192, 16),
-                'val': benchmark('Set5', scale), 'val_2': benchmark('Set14', scale)}
         net, sched = EDSR_L, dict(lr=1e-4, milestones=[200000], total=300000)
     freq = frequencies(demo)
     runs = {'edsr_l1': ('EDSR x4 trained with L1 (the SPLoss paper\'s EDSR baseline, Table 1)', L1),
@@ -178,14 +183,10 @@ SPLOSS_TABLE3_ALPHAS = (1, 3, 4, 6, 8, 10)  # and 2, NLSN-SP
 
 def nlsn_sploss_experiments(demo):
     scale = 4
+    data = sploss_x4_data(demo)
     if demo:
-        data = {'train': demo_pair(scale, 96, 16), 'val': demo_val(scale)}
         net, sched = NLSN_DEMO, dict(lr=1e-3, milestones=[400], total=600)
     else:
-        data = {'train': lmdb_pair('DIV2K', 'datasets/DIV2K/DIV2K_train_HR_sub.lmdb',
-                                   'datasets/DIV2K/DIV2K_train_LR_bicubic_X4_sub.lmdb', DIV2K_PREPARE.format(s=4),
-                                   192, 16),
-                'val': benchmark('Set5', scale), 'val_2': benchmark('Set14', scale)}
         net, sched = NLSN_L, dict(lr=1e-4, milestones=[200000, 400000, 600000, 800000], total=1000000)
     runs = {'nlsn_x4_l1': ('NLSN x4 trained with L1 (the SPLoss paper\'s NLSN, Table 1; alpha = 0 of Table 3)', L1),
             'nlsn_x4_sploss': ('NLSN-SP: NLSN x4 with SPLoss, alpha 2 (Table 1; alpha = 2 of Table 3)', sploss(2.0))}
