@@ -52,7 +52,7 @@ def gaussian_filter(x, sigmas, radius, padding='valid'):
         x = F.pad(x, (radius, radius, radius, radius), mode='reflect')
     else:
         x = F.pad(x, (radius, radius, radius, radius))
-    if max(x.shape[-2:]) <= MATMUL_MAX_RATIO * (2 * radius + 1):
+    if filters_by_matmul(x.shape[-2:], radius):
         return _filter_by_matmul(x, tuple(sigmas), radius)
     k = len(sigmas)
     kernels = torch.stack([gaussian_kernel_1d(s, radius, x.dtype, x.device) for s in sigmas])
@@ -61,6 +61,11 @@ def gaussian_filter(x, sigmas, radius, padding='valid'):
     rows = F.conv2d(x, kernels.repeat(c, 1).view(c * k, 1, 1, -1), groups=c)
     both = F.conv2d(rows, kernels.repeat(c, 1).view(c * k, 1, -1, 1), groups=c * k)
     return both.view(n, c, k, *both.shape[-2:])
+
+
+def filters_by_matmul(padded_size, radius):
+    """Whether :func:`gaussian_filter` takes the banded-matrix route for images of ``padded_size`` (H, W)."""
+    return max(padded_size) <= MATMUL_MAX_RATIO * (2 * radius + 1)
 
 
 @lru_cache(maxsize=64)

@@ -3,7 +3,7 @@
 import torch
 from basicsr.utils.registry import LOSS_REGISTRY
 
-from losses_plugin.losses.gaussian_filter import PADDINGS, gaussian_filter
+from losses_plugin.losses.gaussian_filter import PADDINGS, filters_by_matmul, gaussian_filter
 from losses_plugin.checks import OptionError, check_choice, check_number
 from losses_plugin.losses.pixel_loss_base import PixelLoss, as_images
 
@@ -24,7 +24,10 @@ def luminance_and_contrast_structure(pred, target, sigmas, radius, data_range=1.
     Returns:
         (Tensor, Tensor): l and cs, each (N, C, K, H', W') for the K sigmas.
     """
-    if pred.requires_grad and not target.requires_grad:  # a loss: the target's moments need no backward pass
+    padded = [side + (0 if padding == 'valid' else 2 * radius) for side in pred.shape[-2:]]
+    if pred.requires_grad and not target.requires_grad and filters_by_matmul(padded, radius):
+        # a loss with wide windows: the target's moments need no backward pass, which saves more than the
+        # second filtering call costs (for narrow windows, filtered by convolutions, it does not)
         with torch.no_grad():
             moments = reference_moments(target, sigmas, radius, padding)
         return luminance_and_contrast_structure_against(pred, target, moments, sigmas, radius, data_range, padding)
