@@ -186,3 +186,21 @@ def test_detach_bin_head_keeps_the_bin_cross_entropy_out_of_the_backbone(detach)
 def test_detach_bin_head_must_be_a_bool():
     with pytest.raises(ValueError, match="option 'detach_bin_head' must be true or false"):
         build_network({'type': 'FGDNet', 'backbone': EDSR, 'detach_bin_head': 'yes'})
+
+
+@pytest.mark.parametrize('head_kernel', [1, 3])
+def test_bin_logits_are_the_bin_heads_convolution_with_its_gradients(head_kernel):
+    """A 1x1 head runs as a batched matrix product: the same logits and gradients as the Conv2d it holds."""
+    torch.manual_seed(0)
+    net = build_network({'type': 'FGDNet', 'backbone': EDSR, 'num_bins': 8, 'head_kernel': head_kernel})
+    features = torch.randn(2, 8, 6, 5, requires_grad=True)
+    grad = torch.randn(2, 24, 6, 5)
+    net.bin_logits(features).backward(grad)
+    got = features.grad.clone(), net.bin_head.weight.grad.clone(), net.bin_head.bias.grad.clone()
+    features.grad = None
+    net.zero_grad()
+    expected = net.bin_head(features)
+    expected.backward(grad)
+    assert torch.allclose(net.bin_logits(features), expected, atol=1e-6)
+    for mine, conv in zip(got, (features.grad, net.bin_head.weight.grad, net.bin_head.bias.grad)):
+        assert torch.allclose(mine, conv, atol=1e-5)
