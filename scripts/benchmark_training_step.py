@@ -26,7 +26,7 @@ from basicsr.losses import build_loss
 from basicsr.models import build_model
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark_losses import LOSSES, reference_losses  # noqa: E402
+from benchmark_losses import LOSSES, reference_losses, synchronize, time_loss  # noqa: E402
 
 from losses_plugin.losses.tlw_loss import weight_criterion  # noqa: E402
 
@@ -40,11 +40,12 @@ TLW = {'model_type': 'TLWModel', 'network_w': {'type': 'TLWWeightingNet'},
                  'tlw': {'judge': {'type': 'ms_ssim'}, 'iters_per_epoch': 1}}}
 L1 = {'model_type': 'SRModel', 'train': {'pixel_opt': {'type': 'L1Loss'}}}
 BASELINE, RCAN_BASELINE = 'SRModel + L1Loss', 'SRModel + L1Loss (RCAN)'
+TLW_PARTS = 'TLWModel (L1, ms_ssim judge)'  # the model whose parts are timed too
 
 # name -> (model options merged into the base, its baseline, note); later models add a row here
 MODELS = {
     BASELINE: (L1, BASELINE, 'the baseline'),
-    'TLWModel (L1, ms_ssim judge)': (TLW, BASELINE, 'weighting net of 64 features, as the paper'),
+    TLW_PARTS: (TLW, BASELINE, 'weighting net of 64 features, as the paper'),
     'TLWModel (L1, ms_ssim judge, 32-feature weighting net)': (
         dict(TLW, network_w={'type': 'TLWWeightingNet', 'num_feat': 32}), BASELINE, 'a lighter weighting net'),
     'TLWModel (L1, l1 judge)': (dict(TLW, train=dict(TLW['train'], tlw={'judge': {'type': 'l1'}, 'iters_per_epoch': 1})),
@@ -172,15 +173,15 @@ def main():
     for model in models.values():
         model.feed_data({'lq': lq, 'gt': gt})
     parts = {(f'{name} :: {part}', precision): fn for (name, precision), model in models.items()
-             if name.startswith('TLWModel (L1, ms_ssim judge)') for part, fn in tlw_parts(model).items()}
+             if name == TLW_PARTS for part, fn in tlw_parts(model).items()}
+
+    device = torch.device(args.device)
 
     def timed(function):
-        if args.device == 'cuda':
-            torch.cuda.synchronize()
+        synchronize(device)
         start = time.perf_counter()
         function()
-        if args.device == 'cuda':
-            torch.cuda.synchronize()
+        synchronize(device)
         return time.perf_counter() - start
 
     @torch.no_grad()
@@ -238,8 +239,7 @@ def main():
                      f"{row['ratio']:.2f} | {row['vs_float32']:.2f} | {row['inference_ms']:.0f} | "
                      f"{row['inference_ratio']:.2f} | {row['memory_mib']:.0f} | {MODELS[name][2]} |")
     for (name, precision) in models:
-        if not name.startswith('TLWModel (L1, ms_ssim judge)') or f'{name} :: net_w fwd+bwd' not in {
-                k for k, _ in parts}:
+        if name != TLW_PARTS:
             continue
         part = {key.split(' :: ')[1]: summary[key, p]['train']['median'] for key, p in parts if
                 key.startswith(name + ' :: ') and p == precision}
@@ -284,25 +284,16 @@ def loss_table(args, results):
     losses = {name: build_loss(dict(opt)).to(device) for name, opt in LOSSES.items()}
     references = reference_losses() if args.reference_repeats else {}
 
-    def timed(loss):
-        x = pred.detach().requires_grad_()
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        loss(x, target).backward()
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
-
     times = {name: [] for name in [*losses, *references]}
     for round_ in range(5 + args.loss_repeats):
         for name, loss in losses.items():
-            elapsed = timed(loss)
+            elapsed = time_loss(loss, pred, target, device)
             if round_ >= 5:
                 times[name].append(elapsed)
         if round_ < 1 + args.reference_repeats:  # the references in the first rounds, interleaved too
             for name, loss in references.items():
-                elapsed = timed(loss.to(device) if isinstance(loss, torch.nn.Module) else loss)
+                loss = loss.to(device) if isinstance(loss, torch.nn.Module) else loss
+                elapsed = time_loss(loss, pred, target, device)
                 if round_ >= 1:
                     times[name].append(elapsed)
     medians = {name: statistics.median(t) for name, t in times.items() if t}
