@@ -52,7 +52,7 @@ def gaussian_filter(x, sigmas, radius, padding='valid'):
         x = F.pad(x, (radius, radius, radius, radius), mode='reflect')
     else:
         x = F.pad(x, (radius, radius, radius, radius))
-    if filters_by_matmul(x.shape[-2:], radius):
+    if filters_by_matmul((h, w), radius, padding):
         return _filter_by_matmul(x, tuple(sigmas), radius)
     k = len(sigmas)
     kernels = torch.stack([gaussian_kernel_1d(s, radius, x.dtype, x.device) for s in sigmas])
@@ -63,9 +63,10 @@ def gaussian_filter(x, sigmas, radius, padding='valid'):
     return both.view(n, c, k, *both.shape[-2:])
 
 
-def filters_by_matmul(padded_size, radius):
-    """Whether :func:`gaussian_filter` takes the banded-matrix route for images of ``padded_size`` (H, W)."""
-    return max(padded_size) <= MATMUL_MAX_RATIO * (2 * radius + 1)
+def filters_by_matmul(size, radius, padding='valid'):
+    """Whether :func:`gaussian_filter` takes the banded-matrix route for (H, W) images padded by ``padding``."""
+    padded = max(size) + (0 if padding == 'valid' else 2 * radius)
+    return padded <= MATMUL_MAX_RATIO * (2 * radius + 1)
 
 
 @lru_cache(maxsize=64)

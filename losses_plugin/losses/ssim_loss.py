@@ -24,8 +24,7 @@ def luminance_and_contrast_structure(pred, target, sigmas, radius, data_range=1.
     Returns:
         (Tensor, Tensor): l and cs, each (N, C, K, H', W') for the K sigmas.
     """
-    padded = [side + (0 if padding == 'valid' else 2 * radius) for side in pred.shape[-2:]]
-    if pred.requires_grad and not target.requires_grad and filters_by_matmul(padded, radius):
+    if pred.requires_grad and not target.requires_grad and filters_by_matmul(pred.shape[-2:], radius, padding):
         # a loss with wide windows: the target's moments need no backward pass, which saves more than the
         # second filtering call costs (for narrow windows, filtered by convolutions, it does not)
         with torch.no_grad():
