@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from losses_plugin.checks import OptionError, check_number
+from losses_plugin.checks import OptionError, check_integer, check_number
 
 
 def quasi_recurrent_pool(z: torch.Tensor, f: torch.Tensor, reverse: bool = False) -> torch.Tensor:
@@ -164,11 +164,6 @@ class ResidualRecurrentBlock(nn.Module):
         return self.conv2(self.conv1(x, reverse), reverse) + self.conv_residual(x, reverse)
 
 
-def _check_int(option, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise OptionError(f"GRUNet: option '{option}' must be an integer >= {minimum}, got {value!r}")
-
-
 @ARCH_REGISTRY.register()
 class GRUNet(nn.Module):
     """DPHSIR's denoiser: (N, bands, H, W) noisy image -> (N, bands, H, W) denoised image.
@@ -197,8 +192,8 @@ class GRUNet(nn.Module):
 
     def __init__(self, num_feat: int = 16, num_down: int = 4, noise_level: Optional[float] = 25, bn: bool = False):
         super().__init__()
-        _check_int('num_feat', num_feat, 1)
-        _check_int('num_down', num_down, 1)
+        check_integer('GRUNet', 'num_feat', num_feat, 1)
+        check_integer('GRUNet', 'num_down', num_down, 1)
         if noise_level is not None:
             check_number('GRUNet', 'noise_level', noise_level, minimum=0)
         self.num_down, self.noise_level = num_down, noise_level

@@ -9,7 +9,7 @@ The parameter names are the HAT authors' (XPixelGroup/HAT), so their released ch
 from basicsr.utils.registry import ARCH_REGISTRY
 from spandrel.architectures.HAT import HAT as SpandrelHAT
 
-from losses_plugin.checks import OptionError, check_choice, check_number
+from losses_plugin.checks import OptionError, check_choice, check_integer
 
 
 @ARCH_REGISTRY.register()
@@ -50,9 +50,7 @@ class HAT(SpandrelHAT):
         check_choice('HAT', 'upsampler', upsampler, ('pixelshuffle', ))
         check_choice('HAT', 'resi_connection', resi_connection, ('1conv', 'identity'))
         for option, value in (('window_size', window_size), ('embed_dim', embed_dim), ('upscale', upscale)):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise OptionError(f"HAT: option '{option}' must be an integer, got {value!r}")
-            check_number('HAT', option, value, minimum=1)
+            check_integer('HAT', option, value, minimum=1)
         if len(depths) != len(num_heads):
             raise OptionError(f"HAT: options 'depths' {list(depths)} and 'num_heads' {list(num_heads)} must have "
                               'one entry per residual group each')

@@ -16,16 +16,11 @@ from basicsr.archs.arch_util import Upsample
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from losses_plugin.checks import OptionError, check_number
+from losses_plugin.checks import OptionError, check_integer, check_number
 
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 MAX_BUCKETS = 128  # the authors' cap on the number of hash buckets
 KEY_NORM_EPS = 5e-5  # the authors' epsilon when keys are L2-normalised
-
-
-def _check_int(owner: str, option: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise OptionError(f"{owner}: option '{option}' must be an integer >= {minimum}, got {value!r}")
 
 
 def bucket_count(length: int, chunk_size: int) -> int:
@@ -198,7 +193,7 @@ class NLSN(nn.Module):
                                        ('n_hashes', n_hashes, 1), ('chunk_size', chunk_size, 1),
                                        ('reduction', reduction, 1), ('attention_every', attention_every, 1),
                                        ('upscale', upscale, 2)):
-            _check_int('NLSN', option, value, minimum)
+            check_integer('NLSN', option, value, minimum)
         if upscale != 3 and upscale & (upscale - 1):
             raise OptionError(f"NLSN: option 'upscale' must be 3 or a power of two, got {upscale!r}")
         if reduction > num_feat:

@@ -3,7 +3,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from losses_plugin.checks import OptionError
+from losses_plugin.checks import OptionError, check_integer
 
 
 @ARCH_REGISTRY.register()
@@ -21,8 +21,7 @@ class VDSR(nn.Module):
 
     def __init__(self, num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=20, upscale=4):
         super().__init__()
-        if not isinstance(num_conv, int) or num_conv < 3:
-            raise OptionError(f"VDSR: option 'num_conv' must be an integer >= 3, got {num_conv!r}")
+        check_integer('VDSR', 'num_conv', num_conv, 3)
         if num_in_ch != num_out_ch:
             raise OptionError(f'VDSR: predicts a residual, so num_in_ch ({num_in_ch}) must equal num_out_ch ({num_out_ch})')
         self.upscale = upscale

@@ -25,6 +25,12 @@ def check_choice(owner, option, value, choices):
         raise OptionError(f"{owner}: option '{option}' must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
+def check_integer(owner, option, value, minimum):
+    """``value`` of ``owner``'s ``option`` must be an integer (not a bool) ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise OptionError(f"{owner}: option '{option}' must be an integer >= {minimum}, got {value!r}")
+
+
 def check_number(owner, option, value, minimum=None, above=None):
     """``value`` of ``owner``'s ``option`` must be a number (not a bool), ``>= minimum`` and ``> above`` if given."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

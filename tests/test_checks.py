@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from losses_plugin.checks import OptionError, check_choice, check_existing_file, check_inputs, check_number
+from losses_plugin.checks import (OptionError, check_choice, check_existing_file, check_inputs, check_integer,
+                                  check_number)
 from losses_plugin.losses.ms_ssim_l1_loss import MSSSIML1Loss
 from losses_plugin.losses.ms_ssim_loss import MSSSIMLoss
 from losses_plugin.losses.sp_loss import SPLoss
@@ -29,6 +30,13 @@ def test_check_number_names_owner_option_and_bound(value, bounds, message):
 @pytest.mark.parametrize('value, bounds', [(0, {'minimum': 0}), (1e-9, {'above': 0}), (3, {}), (2.5, {'minimum': 2})])
 def test_check_number_accepts_values_within_bounds(value, bounds):
     check_number('X', 'a', value, **bounds)
+
+
+@pytest.mark.parametrize('value', [0, 1.0, True, '2', None])
+def test_check_integer_refuses_non_integers_bools_and_values_below_the_minimum(value):
+    check_integer('X', 'n', 1, 1)
+    with pytest.raises(OptionError, match=rf"^X: option 'n' must be an integer >= 1, got {value!r}$"):
+        check_integer('X', 'n', value, 1)
 
 
 def test_check_choice_lists_the_choices():
