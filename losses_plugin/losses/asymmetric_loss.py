@@ -16,6 +16,7 @@ MASKS = ('tanh_inverse', 'quartile')
 APPLY = ('loss', 'io')
 RECIPROCAL_EPS = 1e-10  # the paper's guard against division by zero
 BT601_LUMA = (0.299, 0.587, 0.114)  # RGB order, as BasicSR feeds tensors
+QUARTILE_BUCKETS = 1024  # a power of two: value * QUARTILE_BUCKETS is exact in floating point
 
 
 def grey_image(img, per_channel=False):
@@ -34,7 +35,7 @@ def grey_image(img, per_channel=False):
 def min_max_normalize(img):
     """Eq. (1) per image and channel over H, W; a constant image maps to 0."""
     flat = img.flatten(2)
-    low, high = torch.aminmax(flat, dim=2, keepdim=True)
+    low, high = flat.amin(dim=2, keepdim=True), flat.amax(dim=2, keepdim=True)  # aminmax: 18x slower on a CPU
     span = (high - low).clamp_min_(torch.finfo(img.dtype).tiny)
     return (flat - low).div_(span).view_as(img)
 
@@ -42,16 +43,30 @@ def min_max_normalize(img):
 def lower_quartile(img):
     """Per image and channel 25th percentile over H, W, linearly interpolated as ``numpy.percentile``.
 
-    One ``topk`` of the smallest values (``torch.quantile`` refuses large inputs) holds both order
-    statistics that the interpolation needs: the largest two of them.
+    Exact, by a one-level radix select (``torch.quantile`` refuses large inputs; a ``topk`` of the smallest
+    quarter costs 3x this on a CPU): the values are counted into ``QUARTILE_BUCKETS`` buckets over [0, 1]
+    (values outside join the end buckets, so bucket order is value order), the cumulative counts give the
+    bucket that holds the lower order statistic and its rank there, and a ``topk`` of the few smallest values
+    from that bucket up gives both order statistics the interpolation needs. Images whose values crowd into
+    one bucket cost as much as the full ``topk``.
     """
     flat = img.flatten(2)
-    position = 0.25 * (flat.shape[2] - 1)
+    size = flat.shape[2]
+    position = 0.25 * (size - 1)
     below = int(position)
-    smallest = flat.topk(below + 2 if position > below else below + 1, dim=2, largest=False, sorted=False).values
+    # x 2^10 is exact, so the bucket of a value is floor(value * 2^10), clamped; NaN lands in bucket 0
+    bucket = flat.mul(QUARTILE_BUCKETS).clamp_(0, QUARTILE_BUCKETS - 1).long().clamp_(0, QUARTILE_BUCKETS - 1)
+    counts = bucket.new_zeros(*flat.shape[:2], QUARTILE_BUCKETS).scatter_add_(2, bucket, torch.ones_like(bucket))
+    cumulative = counts.cumsum_(2)
+    first = torch.searchsorted(cumulative, cumulative.new_full((*flat.shape[:2], 1), below), right=True)
+    rank = below - torch.where(first > 0, cumulative.gather(2, (first - 1).clamp_(min=0)), 0)
+    # values of earlier buckets move past every candidate (exact for |value| < 1e31)
+    candidates = torch.add(flat, bucket < first, alpha=torch.finfo(flat.dtype).max)
+    smallest = candidates.topk(min(int(rank.max()) + 2, size), dim=2, largest=False).values
+    low = smallest.gather(2, rank)
     if position == below:
-        return smallest.amax(dim=2, keepdim=True).unsqueeze(-1)
-    high, low = smallest.topk(2, dim=2).values.split(1, dim=2)
+        return low.unsqueeze(-1)
+    high = smallest.gather(2, rank + 1)
     return (low + (position - below) * (high - low)).unsqueeze(-1)
 
 
@@ -74,10 +89,11 @@ def grey_weight_mask(target, mask='tanh_inverse', normalize=True, per_channel=Fa
         grey = min_max_normalize(grey)
     # in place on a fresh 1-channel map: a few cheap passes instead of new tensors
     weights = grey + RECIPROCAL_EPS
-    if mask == 'tanh_inverse':
-        weights = weights.reciprocal_().tanh_().mul_(0.5).add_(0.5)
+    # tanh(z) = 2 sigmoid(2z) - 1 (sigmoid is vectorised on a CPU, tanh 7x slower)
+    if mask == 'tanh_inverse':  # 0.5 tanh(z) + 0.5 = sigmoid(2z)
+        weights = weights.reciprocal_().mul_(2).sigmoid_()
     else:
-        weights = torch.div(lower_quartile(grey), weights, out=weights).tanh_()
+        weights = torch.div(lower_quartile(grey), weights, out=weights).mul_(2).sigmoid_().mul_(2).sub_(1)
     return weights.reshape(*target.shape[:-3], *weights.shape[-3:])
 
 

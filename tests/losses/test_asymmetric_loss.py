@@ -54,6 +54,27 @@ def test_lower_quartile_matches_numpy_per_image(shape):
     assert np.allclose(lower_quartile(ties).squeeze(-1).squeeze(-1).numpy(), expected, atol=1e-7)
 
 
+@pytest.mark.parametrize('values', ['uniform', 'ties on bucket edges', 'outside [0, 1]', 'one bucket', 'dark'])
+@pytest.mark.parametrize('size', [4096, 4097, 4098, 4099])  # the quartile's position: every fraction .0 .25 .5 .75
+def test_lower_quartile_by_buckets_matches_numpy(values, size):
+    """Images large enough that the radix select matters (1024 buckets), with values that stress it: ties on
+    the buckets' edges, values outside [0, 1] (the end buckets), all values in one bucket, most of them in
+    the first."""
+    torch.manual_seed(size)
+    images = torch.rand(3, 2, size)
+    if values == 'ties on bucket edges':
+        images = (images * 64).round() / 1024  # multiples of a bucket width, many equal values
+    elif values == 'outside [0, 1]':
+        images = images * 6 - 3
+    elif values == 'one bucket':
+        images = 0.5 + images * 1e-4
+    elif values == 'dark':
+        images = images ** 8
+    expected = np.percentile(images.double().numpy(), 25, axis=2)
+    assert np.allclose(lower_quartile(images.view(3, 2, 1, size)).view(3, 2).double().numpy(), expected,
+                       rtol=0, atol=4e-7 * max(1, float(images.abs().max())))
+
+
 def test_mask_ranges():
     target = torch.rand(8, 3, 16, 16)
     tanh_inverse = grey_weight_mask(target)
