@@ -6,6 +6,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from losses_plugin.archs.backbone_features import BackboneWithFeatures
+from losses_plugin.archs.fast_elu import FastELU
 from losses_plugin.checks import check_choice
 
 
@@ -30,8 +31,8 @@ class UncertaintySRNet(nn.Module):
     def __init__(self, backbone, feature_module='conv_last', num_out_ch=3, num_feat=64, channels_last=True):
         super().__init__()
         self.net = BackboneWithFeatures(backbone, feature_module, owner='UncertaintySRNet')
-        self.head = nn.Sequential(nn.Conv2d(self.net.feature_channels, num_feat, 3, padding=1), nn.ELU(inplace=True),
-                                  nn.Conv2d(num_feat, num_feat, 3, padding=1), nn.ELU(inplace=True),
+        self.head = nn.Sequential(nn.Conv2d(self.net.feature_channels, num_feat, 3, padding=1), FastELU(),
+                                  nn.Conv2d(num_feat, num_feat, 3, padding=1), FastELU(),
                                   nn.Conv2d(num_feat, num_out_ch, 3, padding=1))
         check_choice('UncertaintySRNet', 'channels_last', channels_last, (True, False))
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
