@@ -2,7 +2,7 @@
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from losses_plugin.checks import OptionError
+from losses_plugin.checks import OptionError, check_integer
 
 
 @ARCH_REGISTRY.register()
@@ -19,8 +19,7 @@ class DnCNN(nn.Module):
 
     def __init__(self, num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=17, residual=True):
         super().__init__()
-        if num_conv < 2:
-            raise OptionError(f"DnCNN: option 'num_conv' must be >= 2, got {num_conv}")
+        check_integer('DnCNN', 'num_conv', num_conv, 2)
         if residual and num_in_ch != num_out_ch:
             raise OptionError('DnCNN: residual learning needs num_in_ch == num_out_ch')
         layers = [nn.Conv2d(num_in_ch, num_feat, 3, padding=1), nn.ReLU(inplace=True)]

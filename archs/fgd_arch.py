@@ -16,7 +16,8 @@ from torch import nn
 
 from losses_plugin.archs.backbone_features import BackboneWithFeatures
 from losses_plugin.archs.class_module_arch import ClassModule
-from losses_plugin.fgd_bins import anchor_of, bin_position, check_num_bins, confine
+from losses_plugin.checks import OptionError, check_integer
+from losses_plugin.fgd_bins import anchor_of, bin_position, confine
 
 
 @ARCH_REGISTRY.register()
@@ -46,15 +47,15 @@ class FGDNet(nn.Module):
     def __init__(self, backbone, feature_module='conv_last', num_bins=32, area_sizes=(3, 5, 7), num_out_ch=3,
                  class_module=None, head_kernel=1, bin_prior=4.0, detach_bin_head=False):
         super().__init__()
-        check_num_bins('FGDNet', num_bins)
+        check_integer('FGDNet', 'num_bins', num_bins, 2)
         if not area_sizes or any(not isinstance(a, int) or a < 1 or a % 2 == 0 or a > num_bins for a in area_sizes):
-            raise ValueError(f"FGDNet: option 'area_sizes' must be odd bin counts in 1..{num_bins}, got {area_sizes!r}")
+            raise OptionError(f"FGDNet: option 'area_sizes' must be odd bin counts in 1..{num_bins}, got {area_sizes!r}")
         self.net = BackboneWithFeatures(backbone, feature_module, owner='FGDNet')
         if isinstance(bin_prior, bool) or not isinstance(bin_prior, (int, float)) or bin_prior < 0:
-            raise ValueError(f"FGDNet: option 'bin_prior' must be a number >= 0, got {bin_prior!r}")
+            raise OptionError(f"FGDNet: option 'bin_prior' must be a number >= 0, got {bin_prior!r}")
         self.num_bins, self.area_sizes, self.num_out_ch = num_bins, tuple(area_sizes), num_out_ch
         if not isinstance(detach_bin_head, bool):
-            raise ValueError(f"FGDNet: option 'detach_bin_head' must be true or false, got {detach_bin_head!r}")
+            raise OptionError(f"FGDNet: option 'detach_bin_head' must be true or false, got {detach_bin_head!r}")
         self.bin_prior, self.detach_bin_head = bin_prior, detach_bin_head
         self.bin_head = nn.Conv2d(self.net.feature_channels, num_out_ch * num_bins, head_kernel,
                                   padding=head_kernel // 2)

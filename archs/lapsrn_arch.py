@@ -5,7 +5,6 @@ a transposed convolution; the image branch upsamples the previous level's image 
 convolution (initialised bilinear) and adds the residual predicted from the features. BasicSR
 trains the final output only (the original also supervises each level). Scale 3 uses one x3 level.
 """
-import math
 
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -43,12 +42,10 @@ class LapSRN(nn.Module):
 
     def __init__(self, num_in_ch=3, num_out_ch=3, num_feat=64, depth=10, upscale=4):
         super().__init__()
-        if upscale == 3:
-            factors = [3]
-        elif upscale >= 2 and 2 ** round(math.log2(upscale)) == upscale:
-            factors = [2] * round(math.log2(upscale))
-        else:
-            raise OptionError(f"LapSRN: option 'upscale' must be 2, 3, 4 or 8, got {upscale!r}")
+        integer = isinstance(upscale, int) and not isinstance(upscale, bool)
+        if not (integer and (upscale == 3 or upscale >= 2 and upscale & (upscale - 1) == 0)):
+            raise OptionError(f"LapSRN: option 'upscale' must be 3 or a power of two (2, 4, 8, ...), got {upscale!r}")
+        factors = [3] if upscale == 3 else [2] * (upscale.bit_length() - 1)
         if num_in_ch != num_out_ch:
             raise OptionError(f'LapSRN: adds residuals to its input image, so num_in_ch ({num_in_ch}) must equal '
                              f'num_out_ch ({num_out_ch})')

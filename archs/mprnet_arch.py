@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from losses_plugin.checks import OptionError, check_number
+from losses_plugin.checks import OptionError, check_integer
 
 MULTIPLE = 8  # stage 1 splits the image into 2x2 patches, and each patch's U-Net halves it twice
 
@@ -54,7 +54,7 @@ class MPRNet(nn.Module):
         for option, value in (('n_feat', n_feat), ('scale_unetfeats', scale_unetfeats),
                               ('scale_orsnetfeats', scale_orsnetfeats), ('num_cab', num_cab),
                               ('kernel_size', kernel_size), ('reduction', reduction)):
-            check_number('MPRNet', option, value, minimum=1)
+            check_integer('MPRNet', option, value, 1)
         if in_c != 3 or out_c != 3:
             raise OptionError(f'MPRNet: in_c and out_c must be 3 (its supervised attention modules are RGB), got '
                               f'{in_c} and {out_c}')

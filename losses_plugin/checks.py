@@ -41,8 +41,9 @@ def check_number(owner, option, value, minimum=None, above=None):
         raise OptionError(f"{owner}: option '{option}' must be > {above}, got {value!r}")
 
 
-def check_inputs(loss_name, pred, target, weight=None):
-    """Shapes and dtypes BasicSR feeds: floating tensors of one shape, at least (C, H, W)."""
+def check_inputs(loss_name, pred, target, weight=None, weight_name='weight'):
+    """Shapes and dtypes BasicSR feeds: floating tensors of one shape, at least (C, H, W); ``weight`` (named
+    ``weight_name`` in the message) must broadcast to them."""
     for name, tensor in (('pred', pred), ('target', target)):
         if not torch.is_tensor(tensor) or not tensor.is_floating_point():
             raise ValueError(f'{loss_name}: {name} must be a floating-point tensor, got '
@@ -58,7 +59,7 @@ def check_inputs(loss_name, pred, target, weight=None):
         except RuntimeError:
             fits = False
         if not fits:
-            raise ValueError(f'{loss_name}: weight of shape {tuple(weight.shape)} does not broadcast to '
+            raise ValueError(f'{loss_name}: {weight_name} of shape {tuple(weight.shape)} does not broadcast to '
                              f'{tuple(pred.shape)}')
 
 

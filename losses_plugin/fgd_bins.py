@@ -14,12 +14,6 @@ anchors ``A_i = (t_i + t_{i+1})/2`` (eq. 2); a value z with ``t_i <= z < t_{i+1}
 import torch
 
 
-def check_num_bins(owner, num_bins):
-    """K must be an integer >= 2; ``owner`` names the class in the error."""
-    if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
-        raise ValueError(f"{owner}: option 'num_bins' must be an integer >= 2, got {num_bins!r}")
-
-
 def bin_thresholds(num_bins):
     """Eq. (1): ``t_i = i/K``, i = 0..K (float64, K + 1 values)."""
     return torch.arange(num_bins + 1, dtype=torch.float64) / num_bins

@@ -98,15 +98,18 @@ def _check_bayer_noise_demosaic(where, pattern='rggb', noise_a=0.005, noise_b=0.
     if pattern not in BAYER_PATTERNS:
         raise OptionError(f"{where}.pattern: expected one of {', '.join(BAYER_PATTERNS)}, got {pattern!r}")
     for name, value in (('noise_a', noise_a), ('noise_b', noise_b)):
-        if not isinstance(value, (int, float)) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise OptionError(f'{where}.{name}: expected a number >= 0, got {value!r}')
 
 
 def _check_jpeg(where, quality=25, grid_shift=False):
     if not isinstance(grid_shift, bool):
         raise OptionError(f'{where}.grid_shift: expected true or false, got {grid_shift!r}')
-    levels = [quality] if np.isscalar(quality) else list(quality)
-    if len(levels) not in (1, 2) or not all(isinstance(q, int) and 0 <= q <= 100 for q in levels):
+    def level(q):
+        return isinstance(q, int) and not isinstance(q, bool) and 0 <= q <= 100
+
+    pair = isinstance(quality, (list, tuple)) and len(quality) == 2 and all(map(level, quality))
+    if not (level(quality) or pair and quality[0] <= quality[1]):
         raise OptionError(f'{where}.quality: expected an integer in [0, 100] or [low, high], got {quality!r}')
 
 
@@ -115,7 +118,8 @@ def _check_gaussian_noise(where, sigma=None, sigma_range=None, clip=False):
         raise OptionError(f'{where}: give exactly one of sigma and sigma_range')
     if sigma is not None and (not isinstance(sigma, (int, float)) or sigma < 0):
         raise OptionError(f'{where}.sigma: expected a number >= 0 (0-255 scale), got {sigma!r}')
-    if sigma_range is not None and (len(sigma_range) != 2 or not 0 <= sigma_range[0] <= sigma_range[1]):
+    if sigma_range is not None and (not isinstance(sigma_range, (list, tuple)) or len(sigma_range) != 2
+                                    or not 0 <= sigma_range[0] <= sigma_range[1]):
         raise OptionError(f'{where}.sigma_range: expected [low, high] with 0 <= low <= high, got {sigma_range!r}')
 
 

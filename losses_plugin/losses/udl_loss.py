@@ -43,7 +43,7 @@ class UDLLoss(nn.Module):
         """
         if s is None:
             raise ValueError('UDLLoss needs the uncertainty s, which UDLModel provides: use model_type: UDLModel')
-        check_inputs('UDLLoss', pred, target, s)
+        check_inputs('UDLLoss', pred, target, s, weight_name='s')
         pred, target, s = at_least_float32(pred), at_least_float32(target), at_least_float32(s)
         error = (pred - target).abs()
         if self.stage == 'esu':

@@ -84,7 +84,7 @@ def test_sides_not_multiples_of_8_are_reflect_padded_and_cropped_back():
 
 
 def test_options_are_checked():
-    with pytest.raises(OptionError, match="MPRNet: option 'num_cab' must be >= 1"):
+    with pytest.raises(OptionError, match="MPRNet: option .num_cab. must be an integer >= 1"):
         build_network(dict(TINY, num_cab=0))
     with pytest.raises(OptionError, match='in_c and out_c must be 3'):
         build_network(dict(TINY, in_c=1, out_c=1))

@@ -85,20 +85,21 @@ OPTION_ERRORS = [
     ('BackboneWithFeatures-default-owner', lambda: BackboneWithFeatures([]), OptionError,
      exact("BackboneWithFeatures: option 'backbone' must be a network's options with a 'type', got []")),
     # DnCNN
-    ('DnCNN-num_conv', lambda: DnCNN(num_conv=1), OptionError, exact("DnCNN: option 'num_conv' must be >= 2, got 1")),
+    *[(f'DnCNN-num_conv-{n!r}', lambda n=n: DnCNN(num_conv=n), OptionError, integer('DnCNN', 'num_conv', 2, n))
+      for n in (1, 2.5, '3', True)],
     ('DnCNN-residual', lambda: DnCNN(num_in_ch=1, num_out_ch=3, num_conv=2, num_feat=1), OptionError,
      exact('DnCNN: residual learning needs num_in_ch == num_out_ch')),
-    # FGDNet's own options (ValueError, as fgd_bins.check_num_bins)
+    # FGDNet's own options
     *[(f'FGDNet-num_bins-{bins!r}', lambda bins=bins: FGDNet(BACKBONE, 'conv3', num_bins=bins, area_sizes=[1]),
-       ValueError, exact(f"FGDNet: option 'num_bins' must be an integer >= 2, got {bins!r}"))
+       OptionError, exact(f"FGDNet: option 'num_bins' must be an integer >= 2, got {bins!r}"))
       for bins in (1, True, 2.0)],
     *[(f'FGDNet-area_sizes-{sizes!r}', lambda sizes=sizes: FGDNet(BACKBONE, 'conv3', num_bins=4, area_sizes=sizes),
-       ValueError, exact(f"FGDNet: option 'area_sizes' must be odd bin counts in 1..4, got {sizes!r}"))
+       OptionError, exact(f"FGDNet: option 'area_sizes' must be odd bin counts in 1..4, got {sizes!r}"))
       for sizes in ([], [2], [0], [-1], [5], [1, 3.0], ['3'], None)],
     *[(f'FGDNet-bin_prior-{prior!r}', lambda prior=prior: FGDNet(BACKBONE, 'conv3', area_sizes=[1], bin_prior=prior),
-       ValueError, exact(f"FGDNet: option 'bin_prior' must be a number >= 0, got {prior!r}"))
+       OptionError, exact(f"FGDNet: option 'bin_prior' must be a number >= 0, got {prior!r}"))
       for prior in (-1e-9, True, '4')],
-    ('FGDNet-detach_bin_head', lambda: FGDNet(BACKBONE, 'conv3', area_sizes=[1], detach_bin_head=1), ValueError,
+    ('FGDNet-detach_bin_head', lambda: FGDNet(BACKBONE, 'conv3', area_sizes=[1], detach_bin_head=1), OptionError,
      exact("FGDNet: option 'detach_bin_head' must be true or false, got 1")),
     # FixedSum (TLWWeightingNet's k)
     *[(f'FixedSum-k-{k!r}', lambda k=k: FixedSum(k), ValueError, fixed_sum_k(k))
@@ -128,14 +129,16 @@ OPTION_ERRORS = [
      exact("HAT: option 'embed_dim' (5) must be divisible by every 'num_heads' ([2])")),
     # LapSRN
     *[(f'LapSRN-upscale-{scale}', lambda scale=scale: LapSRN(upscale=scale), OptionError,
-       exact(f"LapSRN: option 'upscale' must be 2, 3, 4 or 8, got {scale!r}")) for scale in (0, 1, 5, 6)],
+       exact(f"LapSRN: option 'upscale' must be 3 or a power of two (2, 4, 8, ...), got {scale!r}"))
+      for scale in (0, 1, 5, 6, 12, 4.0, '4', True)],
     ('LapSRN-channels', lambda: LapSRN(num_in_ch=1, num_out_ch=3), OptionError,
      exact('LapSRN: adds residuals to its input image, so num_in_ch (1) must equal num_out_ch (3)')),
     # MPRNet (refused before spandrel-extra-arches is imported)
     *[(f'MPRNet-{option}', lambda option=option: MPRNet(**{option: 0}), OptionError,
-       number('MPRNet', option, '>= 1', 0))
+       integer('MPRNet', option, 1, 0))
       for option in ('n_feat', 'scale_unetfeats', 'scale_orsnetfeats', 'num_cab', 'kernel_size', 'reduction')],
-    ('MPRNet-n_feat-str', lambda: MPRNet(n_feat='96'), OptionError, number('MPRNet', 'n_feat', 'a number', '96')),
+    *[(f'MPRNet-n_feat-{n!r}', lambda n=n: MPRNet(n_feat=n), OptionError, integer('MPRNet', 'n_feat', 1, n))
+      for n in ('96', 1.5, True)],
     ('MPRNet-in_c', lambda: MPRNet(in_c=1), OptionError, MPRNET_RGB),
     ('MPRNet-out_c', lambda: MPRNet(out_c=1), OptionError,
      exact('MPRNet: in_c and out_c must be 3 (its supervised attention modules are RGB), got 3 and 1')),
