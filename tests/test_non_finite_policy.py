@@ -6,6 +6,7 @@ checkpoint ever holds non-finite weights. Checked in real training runs, ours an
 loss that turns NaN at chosen iterations.
 """
 import copy
+import logging
 import os
 import re
 import subprocess
@@ -187,3 +188,44 @@ def test_no_checkpoint_holds_non_finite_weights(tmp_path):
     with pytest.raises(NonFiniteTraining, match='net_g holds non-finite values in .* at iteration 3: not saved'):
         model.save(0, 3)
     assert not list(tmp_path.glob('net_g_3.pth'))
+
+
+def test_skips_in_a_row_are_counted_named_and_stop_past_max_skips(tmp_path):
+    """In process (the runs above are slow): a NaN term skips the step with the term and iteration in the
+    warning, a finite step resets the count, and the step past max_skips raises with the same line."""
+    from losses_plugin.models.training_step import NonFiniteTraining
+    torch.manual_seed(0)
+    model = build_model(model_options(tmp_path, non_finite={'max_skips': 1}, pixel_opt={'type': 'L1Loss'},
+                                      scheduler={'type': 'MultiStepLR', 'milestones': [1], 'gamma': 0.5}))
+    rate = model.optimizer_g.param_groups[0]['lr']
+    lq, gt = torch.rand(2, 3, 12, 12), torch.rand(2, 3, 24, 24)
+
+    def step(current_iter, target):
+        model.feed_data({'lq': lq, 'gt': target})
+        model.update_learning_rate(current_iter)
+        before = torch.cat([p.detach().flatten().clone() for p in model.net_g.parameters()])
+        model.optimize_parameters(current_iter)
+        return (torch.cat([p.detach().flatten() for p in model.net_g.parameters()]) - before).abs().max().item()
+
+    nan_gt = gt.clone()
+    nan_gt[0, 0, 0, 0] = float('nan')
+    warnings = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logging.getLogger('basicsr').addHandler(handler)
+    try:
+        assert step(1, gt) > 0  # (BasicSR steps the schedulers from iteration 2 on)
+        assert step(2, nan_gt) == 0
+        assert model.optimizer_g.param_groups[0]['lr'] == rate  # the scheduler's step is undone with it
+        assert step(3, gt) > 0  # a finite step resets the count
+        assert model.optimizer_g.param_groups[0]['lr'] == rate / 2  # ... and reaches the milestone once
+        assert step(4, nan_gt) == 0
+    finally:
+        logging.getLogger('basicsr').removeHandler(handler)
+    assert warnings == [f'iteration {i}: skipped the net_g step: non-finite total=nan, l_pix=nan; 1 skipped in a '
+                        'row (train.non_finite.max_skips: 1)' for i in (2, 4)]
+    with pytest.raises(NonFiniteTraining, match=re.escape(
+            'iteration 5: skipped the net_g step: non-finite total=nan, l_pix=nan; 2 skipped in a row '
+            '(train.non_finite.max_skips: 1). Training stopped; the last checkpoint holds finite weights and '
+            'resumes.')):
+        step(5, nan_gt)
