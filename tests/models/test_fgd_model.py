@@ -157,3 +157,21 @@ def test_fgd_static_area_under_torchrun_keeps_ranks_identical(demo_data, tmp_pat
     log = training_log(tmp_path / 'experiments' / 'ddp')
     assert 'World size: 2' in log and 'net_g parameters identical on all 2 ranks' in log
     assert 'l_c2' not in log  # no Class-Module in the static variant
+
+
+def test_weight_maps_are_the_steps_bin_anchors_area_classes_and_error(tmp_path):
+    """What TensorBoard shows (logger.log_weight_maps): the anchor of each pixel's predicted bin, the index of
+    its region's most probable area, and |output - gt|, all of the batch the last step trained on."""
+    torch.manual_seed(0)
+    model = build_model(copy.deepcopy(model_options(tmp_path)))
+    assert model.weight_maps() == {}  # before any step
+    data = batch(1)
+    with torch.no_grad():
+        seen = model.net_g(data['lq'], return_all=True)
+    model.feed_data(data)
+    model.optimize_parameters(1)
+    maps = model.weight_maps()
+    assert set(maps) == {'fgd_bins', 'fgd_areas', 'fgd_error'}
+    assert torch.equal(maps['fgd_bins'], (seen['bins'].float() + 0.5) / 32)  # anchors (b + 1/2)/K, K = 32
+    assert torch.equal(maps['fgd_areas'], seen['areas'][:, None].float()) and maps['fgd_areas'].shape == (3, 1, 32, 32)
+    assert torch.allclose(maps['fgd_error'], (seen['out'] - data['gt']).abs(), atol=1e-6)

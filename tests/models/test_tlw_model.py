@@ -18,7 +18,8 @@ from test_model_steps import float64  # noqa: F401 (a fixture)
 from test_model_steps import (assert_gradient_step, build, fixed_batch, gradient_descent, moved, parameters,
                               step_options, tiny_edsr, update)
 
-from losses_plugin.models.tlw_model import k_at_epoch
+from losses_plugin.checks import OptionError
+from losses_plugin.models.tlw_model import iterations_per_epoch, k_at_epoch
 
 LR_G, LR_W = 1e-2, 1e-4
 EPOCH, TAU = 1, 1  # k = k_at_epoch(1, tau=1), not the weighting net's initial 0.3
@@ -243,3 +244,30 @@ def test_missing_lpips_weights_end_the_cli_with_one_clear_line(demo_data, tmp_pa
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith('basicsr train: error: TLW judge lpips: the VGG16 backbone weights') and str(env_home) in last
+
+
+@pytest.mark.parametrize('world_size, enlarge, batch_size', [(1, None, 2), (2, 3, 2), (3, 2, 3), (4, 3, 1), (1, 1, 100)])
+def test_iterations_per_epoch_is_the_length_of_basicsrs_loader(demo_data, world_size, enlarge, batch_size):
+    """The epoch of the k schedule: as many iterations as BasicSR's EnlargedSampler + DataLoader give one rank
+    (at least 1: a training set smaller than one batch still counts its epochs)."""
+    from basicsr.data import build_dataloader, build_dataset
+    from basicsr.data.data_sampler import EnlargedSampler
+    opt = tiny_options(demo_data, 'epochs')
+    opt['world_size'], opt['dist'] = world_size, world_size > 1
+    train = dict(opt['datasets']['train'], phase='train', scale=opt['scale'], batch_size_per_gpu=batch_size)
+    train.pop('dataset_enlarge_ratio')
+    if enlarge is not None:  # (None: BasicSR's default of 1)
+        train['dataset_enlarge_ratio'] = enlarge
+    opt['datasets']['train'] = train
+    dataset = build_dataset(train)
+    assert len(dataset) == 6  # 6 x 3 / 4 samples per rank: 4.5, which the sampler rounds up
+    loader = build_dataloader(dataset, train, num_gpu=0, dist=opt['dist'],
+                              sampler=EnlargedSampler(dataset, world_size, 0, enlarge or 1), seed=0)
+    assert iterations_per_epoch(opt) == max(len(loader), 1)
+    assert (len(loader) == 0) == (batch_size == 100)
+
+
+def test_iterations_per_epoch_needs_the_training_set():
+    with pytest.raises(OptionError, match=re.escape('TLWModel: the k schedule counts epochs of datasets.train, '
+                                                    'which the options lack; set train.tlw.iters_per_epoch instead')):
+        iterations_per_epoch({'datasets': {'val': {}}, 'world_size': 1})

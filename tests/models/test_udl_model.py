@@ -120,3 +120,24 @@ def test_udl_stage_esu_then_stage_udl_with_the_frozen_estimator(demo_data, tmp_p
     assert 'iter:       2' in log and 'l_pix' in log
     saved = load_params(tmp_path / 'experiments' / 'udl' / 'models' / 'net_g_latest.pth')
     assert not any(k.startswith('head') for k in saved)  # only the trained EDSR; the estimator is not saved
+
+
+@pytest.mark.parametrize('stage', ['esu', 'udl'])
+def test_weight_maps_are_the_steps_uncertainty_and_udl_weights(tmp_path, stage):
+    """What TensorBoard shows (logger.log_weight_maps): exp(s) of the batch the last step trained on and, in
+    stage udl, the loss weights w = s - min_HW(s) + 1 (eq. 3)."""
+    _, path = stage_one_checkpoint(tmp_path)
+    model = build(udl_options(tmp_path, stage, path if stage == 'udl' else None))
+    assert model.weight_maps() == {}  # before any step
+    batch = fixed_batch()
+    with torch.no_grad():
+        s = (model.net_g if stage == 'esu' else model.estimator)(batch['lq'], return_uncertainty=True)[1]
+    model.feed_data(batch)
+    model.optimize_parameters(1)
+    maps = model.weight_maps()
+    assert set(maps) == ({'udl_uncertainty'} if stage == 'esu' else {'udl_uncertainty', 'udl_weights'})
+    assert torch.allclose(maps['udl_uncertainty'], torch.exp(s), rtol=1e-6)
+    if stage == 'udl':
+        weights = maps['udl_weights']
+        assert torch.allclose(weights, s - s.amin(dim=(-2, -1), keepdim=True) + 1, rtol=1e-6)
+        assert torch.equal(weights.amin(dim=(-2, -1)), torch.ones(weights.shape[:2], dtype=weights.dtype))
