@@ -7,13 +7,14 @@ import torch
 
 from losses_plugin.checks import OptionError
 from losses_plugin.losses.asymmetric_loss import AsymmetricLoss, grey_weight_mask
+from losses_plugin.losses.edge_loss import EdgeLoss
 from losses_plugin.losses.fgd_loss import FineGrainedDynamicLoss, average_loss, class_loss
 from losses_plugin.losses.ms_ssim_l1_loss import MSSSIML1Loss
 from losses_plugin.losses.ms_ssim_loss import MSSSIMLoss, ms_ssim_sigmas_map
 from losses_plugin.losses.sp_loss import SPLoss, blur_factor_map
 from losses_plugin.losses.ssim_loss import SSIMLoss
 from losses_plugin.losses.tlw_judge import build_judge
-from losses_plugin.losses.tlw_loss import TLWLoss
+from losses_plugin.losses.tlw_loss import TLWLoss, weight_criterion
 from losses_plugin.losses.weighted_error import weighted_error_sum
 
 
@@ -172,3 +173,51 @@ def test_weighted_error_sum_with_weights_that_read_the_error():
     pred.grad = None
     total = weighted_error_sum(pred, target, 'mse', lambda _t, error, sign: 1 + error.abs() * (sign is None))
     assert torch.allclose(total, ((1 + error.abs()) * error.square()).sum())
+
+
+def test_fgd_static_total_ignores_the_average_weight():
+    """A static area has no class probabilities, so no average loss: its weight adds nothing to the total."""
+    out, target, logits, _, sr = fgd_inputs(with_probs=False)
+    loss = FineGrainedDynamicLoss(alpha=0.3, sr_weight=0.5, average_weight=0.9)
+    terms = loss.terms(out, target, logits, None, sr)
+    assert 'l_avg' not in terms
+    assert torch.allclose(loss.total(terms), terms['l_r'] + 0.3 * terms['l_c1'] + 0.5 * terms['l_sr'])
+
+
+@pytest.mark.parametrize('loss', [EdgeLoss(), TLWLoss()], ids=['EdgeLoss', 'TLWLoss'])
+def test_losses_compute_in_float32_under_bfloat16_autocast(loss):
+    """Under train.amp the losses run inside autocast; their own arithmetic stays float32 (a bfloat16
+    convolution or reduction would move the value by ~1e-3)."""
+    pred, target = images(2, 3, 16, 16)
+    args = () if isinstance(loss, EdgeLoss) else (torch.rand(3, 2, 3, 16, 16), torch.rand(3, 2) + 0.5)
+    expected = loss(pred.double(), target.double(), *(a.double() for a in args))  # float64: autocast leaves it
+    for context in (torch.autocast('cpu', dtype=torch.bfloat16), torch.autocast('cpu', enabled=False)):
+        with context:
+            got = loss(pred, target, *args)
+        assert got.dtype == torch.float32 and torch.allclose(got.double(), expected, rtol=1e-6, atol=0)
+
+
+def test_weight_criterion_with_a_plain_callable_judge():
+    """A judge without the shared-reference interface (any callable D(img, ref) -> (N,)) gets each image
+    paired with its own gt: the same WC as the packaged judge that computes the same distance."""
+    torch.manual_seed(0)
+    sr, gt = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    w = torch.rand(4, 2, 3, 8, 8)  # T = 4 samples
+
+    def plain_l1(img, ref):
+        return (img - ref).abs().mean(dim=(1, 2, 3))
+
+    packaged = build_judge({'type': 'l1'})
+    expected = weight_criterion(packaged, w, sr, gt)
+    assert expected.shape == (4, 2)
+    assert torch.allclose(weight_criterion(plain_l1, w, sr, gt), expected, rtol=1e-6)
+    assert torch.allclose(weight_criterion(plain_l1, w[0], sr, gt), expected[0], rtol=1e-6)
+
+
+def test_lower_quartile_of_an_image_with_nan_is_computed_not_raised():
+    """A NaN in the label (a broken image) must give NaN weights the non-finite policy can catch, not a
+    crash inside the quartile's bucket counting."""
+    grey = torch.rand(1, 1, 64, 64)
+    grey[0, 0, 3, 5] = float('nan')
+    mask = grey_weight_mask(grey, mask='quartile', normalize=False)
+    assert mask[0, 0, 3, 5].isnan() and mask.isfinite().sum() == 64 * 64 - 1
