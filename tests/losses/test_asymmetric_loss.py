@@ -54,7 +54,8 @@ def test_lower_quartile_matches_numpy_per_image(shape):
     assert np.allclose(lower_quartile(ties).squeeze(-1).squeeze(-1).numpy(), expected, atol=1e-7)
 
 
-@pytest.mark.parametrize('values', ['uniform', 'ties on bucket edges', 'outside [0, 1]', 'one bucket', 'dark'])
+@pytest.mark.parametrize('values', ['uniform', 'ties on bucket edges', 'outside [0, 1]', 'one bucket', 'dark',
+                                    'second bucket', 'above 1'])
 @pytest.mark.parametrize('size', [4096, 4097, 4098, 4099])  # the quartile's position: every fraction .0 .25 .5 .75
 def test_lower_quartile_by_buckets_matches_numpy(values, size):
     """Images large enough that the radix select matters (1024 buckets), with values that stress it: ties on
@@ -70,6 +71,10 @@ def test_lower_quartile_by_buckets_matches_numpy(values, size):
         images = 0.5 + images * 1e-4
     elif values == 'dark':
         images = images ** 8
+    elif values == 'second bucket':  # the quartile in bucket 1, a quarter of the values in bucket 0 below it
+        images = images * 0.004
+    elif values == 'above 1':  # three quarters in the last bucket, the rest spread below it
+        images = images * 10
     expected = np.percentile(images.double().numpy(), 25, axis=2)
     assert np.allclose(lower_quartile(images.view(3, 2, 1, size)).view(3, 2).double().numpy(), expected,
                        rtol=0, atol=4e-7 * max(1, float(images.abs().max())))
