@@ -2,8 +2,8 @@
 values as ``torch.nn.ELU`` (alpha 1) to float rounding.
 
 torch's CPU ELU (and ``expm1``) evaluate the exponential one element at a time, its vectorised ``exp`` is 5x faster:
-on the UDL head's 64-channel HR activations this forward+backward takes a third of ``nn.ELU``'s CPU time
-(``scripts/benchmark_training_step.py``). Other devices run ``torch.nn.functional.elu``, one fused kernel.
+on the UDL head's 64-channel HR activations (batch 8, 128x128) this forward+backward takes a third of
+``nn.ELU``'s CPU time on one core. Other devices run ``torch.nn.functional.elu``, one fused kernel.
 """
 import torch
 import torch.nn.functional as F
