@@ -271,3 +271,30 @@ def test_iterations_per_epoch_needs_the_training_set():
     with pytest.raises(OptionError, match=re.escape('TLWModel: the k schedule counts epochs of datasets.train, '
                                                     'which the options lack; set train.tlw.iters_per_epoch instead')):
         iterations_per_epoch({'datasets': {'val': {}}, 'world_size': 1})
+
+
+@pytest.mark.parametrize('param_key, strict', [('params', True), ('params_ema', False)])
+def test_a_pretrained_weighting_net_is_loaded_from_path_pretrain_network_w(tmp_path, param_key, strict):
+    """``path.pretrain_network_w`` (with ``param_key_w``, ``strict_load_w``) starts net_w from a checkpoint,
+    as BasicSR's pretrain_network_g starts net_g; non-strict loading takes the keys that fit."""
+    source = build(tlw_step_options(tmp_path))
+    with torch.no_grad():
+        for p in source.net_w.parameters():
+            p.add_(torch.randn_like(p))
+    state = source.net_w.state_dict()
+    if not strict:
+        state['not_a_weight'] = torch.zeros(1)
+    checkpoint = tmp_path / 'net_w.pth'
+    torch.save({param_key: state}, checkpoint)
+    opt = tlw_step_options(tmp_path)
+    opt['path'].update(pretrain_network_w=str(checkpoint), param_key_w=param_key, strict_load_w=strict)
+    loaded = build(opt)
+    fresh = build(tlw_step_options(tmp_path))
+    for name, value in source.net_w.state_dict().items():
+        assert torch.equal(loaded.net_w.state_dict()[name], value), name
+    for (name, value), (_, init) in zip(source.net_w.named_parameters(), fresh.net_w.named_parameters()):
+        assert not torch.equal(init, value), name  # (every weight moved from the initial ones)
+    opt['path']['strict_load_w'] = True
+    if not strict:  # the extra key is refused when loading strictly
+        with pytest.raises(RuntimeError, match='not_a_weight'):
+            build(opt)
