@@ -8,10 +8,11 @@ mutant (mutmut's trampoline reads ``MUTANT_UNDER_TEST`` at every call), clears e
 (a cached value computed under one mutant must not serve the next), runs ``pytest -x -m "not slow"`` on
 TESTS and prints ``NAME: killed`` or ``NAME: survived``. A mutant whose tests run past 120 s counts as
 killed (a loop that never ends), as mutmut counts its timeouts. Without TESTS, each mutant runs the tests
-that mutmut recorded as reaching its function (``mutmut-stats.json``, written when mutmut last ran). Two uses: after tests are added, to see
-which survivors they kill without rerunning mutmut (which keeps a mutant's result until its function
-changes), and to settle mutmut's timeouts, which on this machine include mutants whose tests fail at once
-when run alone (a forked worker that hangs after the failure).
+that mutmut recorded as reaching its function (``mutmut-stats.json``, written when mutmut last ran).
+
+Two uses: after tests are added, to see which survivors they kill without rerunning mutmut (which keeps a
+mutant's result until its function changes), and to settle mutmut's timeouts, which on this machine include
+mutants whose tests fail at once when run alone (a forked worker that hangs after the failure).
 """
 import functools
 import gc
