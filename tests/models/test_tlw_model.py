@@ -246,7 +246,8 @@ def test_missing_lpips_weights_end_the_cli_with_one_clear_line(demo_data, tmp_pa
     assert last.startswith('basicsr train: error: TLW judge lpips: the VGG16 backbone weights') and str(env_home) in last
 
 
-@pytest.mark.parametrize('world_size, enlarge, batch_size', [(1, None, 2), (2, 3, 2), (3, 2, 3), (4, 3, 1), (1, 1, 100)])
+@pytest.mark.parametrize('world_size, enlarge, batch_size',
+                         [(1, None, 2), (2, 3, 2), (3, 2, 3), (4, 3, 1), (1, 1, 100)])
 def test_iterations_per_epoch_is_the_length_of_basicsrs_loader(demo_data, world_size, enlarge, batch_size):
     """The epoch of the k schedule: as many iterations as BasicSR's EnlargedSampler + DataLoader give one rank
     (at least 1: a training set smaller than one batch still counts its epochs)."""
