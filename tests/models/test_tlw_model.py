@@ -299,3 +299,87 @@ def test_a_pretrained_weighting_net_is_loaded_from_path_pretrain_network_w(tmp_p
     if not strict:  # the extra key is refused when loading strictly
         with pytest.raises(RuntimeError, match='not_a_weight'):
             build(opt)
+
+
+@pytest.mark.usefixtures('float64')
+def test_train_tlw_wc_eps_is_the_epsilon_of_eq4(tmp_path):
+    """``wc_eps`` is eq. (4)'s epsilon in both steps: ``l_w`` is ``-log WC`` with it."""
+    eps = 0.25
+    opt = tlw_step_options(tmp_path)
+    opt['train']['tlw']['wc_eps'] = eps
+    model, batch, _, net_w, sr = em_iteration(opt)
+    log = model.get_current_log()
+    net_w.set_k(log['k'])
+    torch.manual_seed(SEED)
+    with torch.no_grad():
+        w = net_w.sample(net_w(batch['gt'], sr), num_samples=1)[0]
+    distance = lambda img: (img - batch['gt']).abs().mean(dim=(-3, -2, -1))  # noqa: E731
+    wc = (distance(w * sr + (1 - w) * batch['gt']) + eps) / (distance((1 - w) * sr + w * batch['gt']) + eps)
+    assert log['wc'] == pytest.approx(wc.mean().item(), rel=1e-9)
+    assert log['l_w'] == pytest.approx(-torch.log(wc).mean().item(), rel=1e-9)
+    assert abs(log['l_w'] - net_w_objective(net_w, log['k'], sr, batch['gt'])[0]) > 1e-6  # eps 1e-3 differs
+
+
+def test_k_counts_whole_epochs_of_iters_per_epoch_from_iteration_1(tmp_path):
+    """Iterations 1..n are epoch 0 (k = k0), n+1..2n epoch 1, with the schedule's own k0, k_span and tau."""
+    schedule = {'k0': 0.1, 'k_span': 0.5, 'tau': 2}
+    opt = tlw_step_options(tmp_path, lr_g=0, lr_w=0)
+    opt['train']['tlw'].update(schedule, iters_per_epoch=3)
+    model = build(opt)
+    model.feed_data(fixed_batch())
+    ks = {}
+    for current_iter in (1, 3, 4, 6, 7):
+        model.optimize_parameters(current_iter)
+        ks[current_iter] = model.get_current_log()['k']
+    expected = {1: 0.1, 3: 0.1, 4: 0.1 + 0.5 * (1 - math.exp(-1 / 2)), 6: 0.1 + 0.5 * (1 - math.exp(-1 / 2)),
+                7: 0.1 + 0.5 * (1 - math.exp(-2 / 2))}
+    assert ks == pytest.approx(expected, rel=1e-6)
+    assert model.get_bare_model(model.net_w).k == pytest.approx(expected[7], rel=1e-6)
+
+
+@pytest.mark.parametrize('change, message', [
+    (lambda opt: opt.pop('network_w'), 'TLWModel: the option file needs network_w (e.g. {type: TLWWeightingNet})'),
+    (lambda opt: opt['train'].pop('optim_w'),
+     "TLWModel: train.optim_w (the weighting network's optimiser) is missing"),
+    (lambda opt: opt['train']['tlw'].update(k_0=0.5, Tau=2),
+     'TLWModel: unknown train.tlw option(s) Tau, k_0; known: judge, wc_eps, iters_per_epoch, k0, k_span, tau'),
+    (lambda opt: opt['train']['tlw'].update(iters_per_epoch=0),
+     'TLWModel: train.tlw.iters_per_epoch must be an integer >= 1, got 0'),
+    (lambda opt: opt['train']['tlw'].update(iters_per_epoch=1.0),
+     'TLWModel: train.tlw.iters_per_epoch must be an integer >= 1, got 1.0'),
+    (lambda opt: opt['train']['tlw'].update(iters_per_epoch=True),
+     'TLWModel: train.tlw.iters_per_epoch must be an integer >= 1, got True'),
+    (lambda opt: opt['train'].update(pixel_opt={'type': 'L1Loss'}),
+     'TLWModel: train.pixel_opt must be a TLWLoss, got L1Loss'),
+    (lambda opt: opt['train'].update(scheduler_w={'type': 'StepLR', 'step_size': 2}),
+     "TLWModel: train.scheduler_w.type must be one of MultiStepLR, MultiStepRestartLR, CosineAnnealingRestartLR, "
+     "got 'StepLR'"),
+])
+def test_option_errors_name_the_model_and_the_option(tmp_path, change, message):
+    opt = tlw_step_options(tmp_path)
+    change(opt)
+    with pytest.raises(OptionError, match=f'^{re.escape(message)}$'):
+        build(opt)
+
+
+def test_iters_per_epoch_of_1_is_accepted(tmp_path):
+    assert build(tlw_step_options(tmp_path)).iters_per_epoch == 1  # the lower bound of the check above
+
+
+@pytest.mark.parametrize('scheduler_w', [None, {'type': 'CosineAnnealingRestartLR', 'periods': [10],
+                                                'restart_weights': [1], 'eta_min': 1e-7}])
+def test_net_w_has_its_own_scheduler_a_copy_of_net_gs_by_default(tmp_path, scheduler_w):
+    opt = tlw_step_options(tmp_path)
+    opt['train']['scheduler'] = {'type': 'MultiStepLR', 'milestones': [2], 'gamma': 0.5}
+    if scheduler_w is not None:
+        opt['train']['scheduler_w'] = scheduler_w
+    model = build(opt)
+    scheduler_g, scheduler_of_w = model.schedulers
+    assert scheduler_g.optimizer is model.optimizer_g and scheduler_of_w.optimizer is model.optimizer_w
+    if scheduler_w is None:
+        assert type(scheduler_of_w) is type(scheduler_g)
+        assert dict(scheduler_of_w.milestones) == {2: 1} and scheduler_of_w.gamma == 0.5
+    else:
+        assert type(scheduler_of_w).__name__ == 'CosineAnnealingRestartLR'
+        assert scheduler_of_w.periods == [10] and scheduler_of_w.eta_min == 1e-7
+    assert 'type' in opt['train']['scheduler'] and 'type' in (scheduler_w or {'type': None})  # options not popped
