@@ -7,6 +7,8 @@ through the real CLI.
 - stage udl: a plain SR net_g; s comes from the frozen stage-1 network of a checkpoint; objective
   ``mean(w |sr - hr|)``, ``w = s - min_HW(s) + 1`` per image and channel.
 """
+import re
+
 import pytest
 import torch
 from basicsr.archs import build_network
@@ -14,6 +16,8 @@ from conftest import load_params, run_cli, tiny_options, training_log, write_opt
 from test_model_steps import float64  # noqa: F401 (a fixture)
 from test_model_steps import (assert_gradient_step, build, fixed_batch, log_after_step, moved, parameters,
                               step_options, tiny_edsr)
+
+from losses_plugin.checks import OptionError
 
 LR = 1e-5
 
@@ -91,11 +95,6 @@ def test_udl_step_is_gradient_descent_on_eq3_weighted_by_the_frozen_stage_one_s(
     assert log_after_step(model, 1)['l_pix'] == pytest.approx(value_after, rel=1e-6)
 
 
-def test_udl_stage_without_an_estimator_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match='stage udl needs train.uncertainty_estimator'):
-        build(udl_options(tmp_path, 'udl'))
-
-
 @pytest.mark.slow
 def test_udl_stage_esu_then_stage_udl_with_the_frozen_estimator(demo_data, tmp_path):
     esu = tiny_options(demo_data, 'esu', total_iter=2)
@@ -141,3 +140,51 @@ def test_weight_maps_are_the_steps_uncertainty_and_udl_weights(tmp_path, stage):
         weights = maps['udl_weights']
         assert torch.allclose(weights, s - s.amin(dim=(-2, -1), keepdim=True) + 1, rtol=1e-6)
         assert torch.equal(weights.amin(dim=(-2, -1)), torch.ones(weights.shape[:2], dtype=weights.dtype))
+
+
+ESTIMATOR_NEEDED = ('UDLModel: stage udl needs train.uncertainty_estimator: {network: <stage-1 network_g>, '
+                    'pretrain_path: <stage-1 net_g checkpoint>}')
+
+
+@pytest.mark.parametrize('estimator', [None, 'esu.pth', {'network': uncertainty_network()},
+                                       {'pretrain_path': 'esu.pth'}])
+def test_an_incomplete_uncertainty_estimator_is_one_clear_error(tmp_path, estimator):
+    opt = udl_options(tmp_path, 'udl')
+    if estimator is not None:
+        opt['train']['uncertainty_estimator'] = estimator
+    with pytest.raises(OptionError, match=f'^{re.escape(ESTIMATOR_NEEDED)}$'):
+        build(opt)
+
+
+def test_a_missing_estimator_checkpoint_names_the_option_and_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OptionError, match='^' + re.escape(
+            f"train.uncertainty_estimator.pretrain_path: 'missing.pth' does not exist (relative to {tmp_path}); "
+            'train the UDL stage esu first (its net_g checkpoint goes here)') + '$'):
+        build(udl_options(tmp_path, 'udl', 'missing.pth'))
+
+
+def test_the_estimator_loads_param_key_from_a_home_relative_path_frozen_in_eval_mode(tmp_path, monkeypatch):
+    """``param_key`` picks the checkpoint's entry (e.g. the EMA weights), ``~`` is the home folder; the estimator
+    is frozen (no parameter requires a gradient) and in eval mode."""
+    estimator, _ = stage_one_checkpoint(tmp_path)
+    ema = {name: value + 1 for name, value in estimator.state_dict().items()}
+    torch.save({'params': estimator.state_dict(), 'params_ema': ema}, tmp_path / 'esu_ema.pth')
+    monkeypatch.setenv('HOME', str(tmp_path))
+    opt = udl_options(tmp_path, 'udl', '~/esu_ema.pth')
+    opt['train']['uncertainty_estimator']['param_key'] = 'params_ema'
+    model = build(opt)
+    for name, value in model.estimator.state_dict().items():
+        assert torch.equal(value, ema[name]), name
+    assert not model.estimator.training and not any(p.requires_grad for p in model.estimator.parameters())
+    del opt['train']['uncertainty_estimator']['param_key']  # default: 'params'
+    model = build(opt)
+    for name, value in model.estimator.state_dict().items():
+        assert torch.equal(value, estimator.state_dict()[name]), name
+
+
+def test_a_pixel_loss_other_than_udl_is_a_clear_error(tmp_path):
+    opt = udl_options(tmp_path, 'esu')
+    opt['train']['pixel_opt'] = {'type': 'L1Loss'}
+    with pytest.raises(OptionError, match='^UDLModel: train.pixel_opt must be a UDLLoss, got L1Loss$'):
+        build(opt)
