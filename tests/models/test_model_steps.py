@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from basicsr.losses import build_loss
 from basicsr.models import build_model
+from basicsr.utils.registry import LOSS_REGISTRY
 
 # Adam moves each weight by lr * g / (|g| + eps) on its first step: with eps far above every |g| that is
 # gradient descent at rate lr / eps. BasicSR 1.4.2's get_optimizer builds only Adam, and plain Adam's first
@@ -141,6 +142,52 @@ def test_srmodel_logs_and_steps_the_weighted_loss(tmp_path):
     assert logged_half == pytest.approx(0.5 * logged, rel=1e-9) and logged_zero == 0
     assert (step_half - 0.5 * step).norm() <= 1e-4 * step.norm()
     assert not step_zero.any()
+
+
+class PerceptualStub(torch.nn.Module):
+    """A stand-in for BasicSR's PerceptualLoss (whose VGG weights cannot be downloaded here): the same
+    ``(l_percep, l_style)`` interface, with a style term of None unless ``style_weight`` is given."""
+
+    def __init__(self, perceptual_weight, style_weight=None):
+        super().__init__()
+        self.perceptual_weight, self.style_weight = perceptual_weight, style_weight
+
+    def forward(self, x, gt):
+        percep = self.perceptual_weight * (F.avg_pool2d(x, 2) - F.avg_pool2d(gt, 2)).square().mean()
+        if self.style_weight is None:
+            return percep, None
+        return percep, self.style_weight * (x.mean(dim=(-2, -1)) - gt.mean(dim=(-2, -1))).abs().mean()
+
+
+if 'PerceptualStub' not in LOSS_REGISTRY:
+    LOSS_REGISTRY.register()(PerceptualStub)
+
+
+@pytest.mark.usefixtures('float64')
+@pytest.mark.parametrize('pixel, style', [(True, 0.3), (True, None), (False, 0.3)])
+def test_srmodel_step_is_gradient_descent_on_pixel_plus_perceptual_plus_style(pixel, style, tmp_path):
+    """BasicSR's SRModel objective through our step: ``l_pix + l_percep + l_style``, each logged; a None
+    style term is neither logged nor added."""
+    pixel_opt = {'type': 'SPLoss', 'alpha': 2.0} if pixel else None
+    perceptual_opt = {'type': 'PerceptualStub', 'perceptual_weight': 2.0, 'style_weight': style}
+    model = build(step_options(tmp_path, 'SRModel', tiny_edsr(), pixel_opt, SR_LR, perceptual_opt=perceptual_opt))
+    batch = fixed_batch()
+    model.feed_data(batch)
+    net_before, before = copy.deepcopy(model.net_g), parameters(model.net_g)
+    model.optimize_parameters(1)
+
+    terms = {'l_percep': lambda out: PerceptualStub(2.0, style)(out, batch['gt'])[0]}
+    if pixel:
+        terms['l_pix'] = lambda out: build_loss({'type': 'SPLoss', 'alpha': 2.0})(out, batch['gt'])
+    if style is not None:
+        terms['l_style'] = lambda out: PerceptualStub(2.0, style)(out, batch['gt'])[1]
+    with torch.no_grad():
+        out_before, out_after = net_before(batch['lq']), model.net_g(batch['lq'])
+        expected = {name: term(out_before).item() for name, term in terms.items()}
+        value_before = sum(expected.values())
+        value_after = sum(term(out_after).item() for term in terms.values())
+    assert model.get_current_log() == pytest.approx(expected, rel=1e-9)
+    assert_gradient_step(value_before, value_after, before, model.net_g, SR_LR)
 
 
 # ---- FGDModel ----------------------------------------------------------------------------------------------
