@@ -13,7 +13,9 @@
 # and a setup.cfg whose [mutmut] section is the repository's with this package's source_paths and
 # tests. mutmut writes its mutants and results under WORKSPACE/mutants/ and puts that folder first
 # on sys.path, so the tests import the mutated copy, not the editable install.
-# One worker, nice 19, one OpenMP thread: the machine is shared. Mutants already tested in a
+# One worker, one OpenMP thread, nice $MUTATION_NICE (default 5): the machine is shared, but mutmut also
+# stops a mutant's tests after half its CPU-time limit in wall time, so a starved worker (nice 19 beside
+# training runs) turns slow tests into timeouts. Mutants already tested in a
 # previous run of the same workspace keep their results; MUTATION_FRESH=1 starts over.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +23,7 @@ PACKAGE="${1:?usage: mutation_test.sh losses|metrics|data|models|archs [REV]}"
 REV="${2:-}"
 MUTMUT="${MUTMUT:-$ROOT/.venv/bin/mutmut}"
 WORK="${MUTATION_WORKDIR:-/tmp/losses_plugin-mutation}/$PACKAGE"
+NICE="${MUTATION_NICE:-5}"
 
 case "$PACKAGE" in
   losses)  SOURCE=losses_plugin/losses;  TESTS="tests/losses" ;;
@@ -63,9 +66,9 @@ cd "$WORK"
 echo "[mutation] $PACKAGE: mutating $SOURCE, tests: $TESTS, workspace: $WORK"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 status=0
-nice -n 19 "$MUTMUT" run --max-children 1 || status=$?
-nice -n 19 "$MUTMUT" results --all true > "$WORK/results.txt"
-nice -n 19 "$MUTMUT" export-cicd-stats >/dev/null 2>&1 || true
+nice -n "$NICE" "$MUTMUT" run --max-children 1 || status=$?
+nice -n "$NICE" "$MUTMUT" results --all true > "$WORK/results.txt"
+nice -n "$NICE" "$MUTMUT" export-cicd-stats >/dev/null 2>&1 || true
 cat "$WORK/mutants/mutmut-cicd-stats.json" 2>/dev/null || true
 echo
 echo "[mutation] per-mutant results: $WORK/results.txt; a mutant's diff: (cd $WORK && $MUTMUT show NAME)"
