@@ -7,14 +7,17 @@ loss that turns NaN at chosen iterations.
 """
 import copy
 import logging
+import math
 import os
 import re
 import subprocess
 import sys
+import warnings as warnings_module
 
 import pytest
 import torch
 from basicsr.models import build_model
+from basicsr.utils.registry import LOSS_REGISTRY
 from conftest import load_params, tiny_options, training_log, write_options
 
 from losses_plugin.checks import OptionError
@@ -215,7 +218,9 @@ def test_skips_in_a_row_are_counted_named_and_stop_past_max_skips(tmp_path):
     logging.getLogger('basicsr').addHandler(handler)
     try:
         assert step(1, gt) > 0  # (BasicSR steps the schedulers from iteration 2 on)
-        assert step(2, nan_gt) == 0
+        with warnings_module.catch_warnings():
+            warnings_module.simplefilter('error')  # (the message reads the terms without autograd warnings)
+            assert step(2, nan_gt) == 0
         assert model.optimizer_g.param_groups[0]['lr'] == rate  # the scheduler's step is undone with it
         assert step(3, gt) > 0  # a finite step resets the count
         assert model.optimizer_g.param_groups[0]['lr'] == rate / 2  # ... and reaches the milestone once
@@ -229,3 +234,94 @@ def test_skips_in_a_row_are_counted_named_and_stop_past_max_skips(tmp_path):
             '(train.non_finite.max_skips: 1). Training stopped; the last checkpoint holds finite weights and '
             'resumes.')):
         step(5, nan_gt)
+
+
+class _NaNGradient(torch.autograd.Function):
+    """The identity forward; a NaN gradient backward."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float('nan')
+
+
+class NaNGradientL1(torch.nn.Module):
+    """L1 with a finite value and a NaN gradient."""
+
+    def forward(self, pred, target):
+        return (_NaNGradient.apply(pred) - target).abs().mean()
+
+
+if 'NaNGradientL1' not in LOSS_REGISTRY:
+    LOSS_REGISTRY.register()(NaNGradientL1)
+
+
+def parameters_of(net):
+    return torch.cat([p.detach().flatten().clone() for p in net.parameters()])
+
+
+def test_a_non_finite_gradient_with_finite_terms_is_skipped_and_said_so(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(model_options(tmp_path, non_finite={'max_skips': 3}, pixel_opt={'type': 'NaNGradientL1'}))
+    model.feed_data({'lq': torch.rand(2, 3, 12, 12), 'gt': torch.rand(2, 3, 24, 24)})
+    before = parameters_of(model.net_g)
+    warnings = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logging.getLogger('basicsr').addHandler(handler)
+    try:
+        model.optimize_parameters(7)
+    finally:
+        logging.getLogger('basicsr').removeHandler(handler)
+    assert warnings == ['iteration 7: skipped the net_g step: non-finite gradient of net_g (the loss terms are '
+                        'finite); 1 skipped in a row (train.non_finite.max_skips: 3)']
+    assert torch.equal(parameters_of(model.net_g), before)
+    assert not model.optimizer_g.state  # Adam never stepped
+    assert all(p.grad is None for p in model.net_g.parameters())  # the NaN gradients are dropped
+    assert math.isfinite(model.get_current_log()['l_pix'])
+
+
+def test_grad_clip_norm_type_is_the_norm_it_bounds(tmp_path):
+    """With ``norm_type: 1`` a gradient step of rate 1 moves the weights by a change of L1 norm max_norm."""
+    torch.manual_seed(0)
+    model = build_model(model_options(tmp_path, grad_clip={'max_norm': 1e-3, 'norm_type': 1}))
+    model.feed_data({'lq': torch.rand(2, 3, 12, 12), 'gt': torch.rand(2, 3, 24, 24)})
+    before = parameters_of(model.net_g)
+    model.optimize_parameters(1)
+    change = parameters_of(model.net_g) - before
+    assert change.abs().sum().item() == pytest.approx(1e-3, rel=1e-3)
+    assert change.norm().item() < 0.5e-3
+
+
+@pytest.mark.parametrize('grad_clip, message', [
+    ({'max_norm': 0}, 'train.grad_clip.max_norm: expected a number > 0, got 0'),
+    ({'max_norm': True}, 'train.grad_clip.max_norm: expected a number > 0, got True'),
+    ({'max_norm': '0.1'}, "train.grad_clip.max_norm: expected a number > 0, got '0.1'"),
+    ({'max_norm': 1, 'norm_type': 0}, 'train.grad_clip.norm_type: expected a number > 0, got 0'),
+    ({'max_norm': 1, 'norm_type': 'inf'}, "train.grad_clip.norm_type: expected a number > 0, got 'inf'"),
+    ({'max_norm': 1, 'norm': 2}, "train.grad_clip: expected {max_norm: <number > 0>[, norm_type: 2]}, "
+                                 "got {'max_norm': 1, 'norm': 2}"),
+    ({'norm_type': 2}, "train.grad_clip: expected {max_norm: <number > 0>[, norm_type: 2]}, got {'norm_type': 2}"),
+    ({'non_finite': {'max_skips': 2.0}}, 'train.non_finite.max_skips: expected an integer >= 0, got 2.0'),
+    ({'non_finite': {'max_skips': False}}, 'train.non_finite.max_skips: expected an integer >= 0, got False'),
+    ({'non_finite': 3}, 'train.non_finite: expected {max_skips: <integer >= 0>}, got 3'),
+])
+def test_every_bad_grad_clip_or_non_finite_option_has_its_full_line(tmp_path, grad_clip, message):
+    train = grad_clip if 'non_finite' in grad_clip else {'grad_clip': grad_clip}
+    with pytest.raises(OptionError, match=f'^{re.escape(message)}$'):
+        build_model(model_options(tmp_path, **train))
+
+
+@pytest.mark.parametrize('train', [{'grad_clip': {'max_norm': 1}}, {'grad_clip': {'max_norm': 0.5, 'norm_type': 1}},
+                                   {'non_finite': {'max_skips': 0}}])
+def test_the_boundaries_of_the_policy_options_are_accepted(tmp_path, train):
+    guard = build_model(model_options(tmp_path, **train)).step_guard
+    if 'grad_clip' in train:
+        clip = train['grad_clip']
+        assert guard.grad_clip == (float(clip['max_norm']), float(clip.get('norm_type', 2)))
+        assert all(type(value) is float for value in guard.grad_clip)
+    else:
+        assert guard.max_skips == 0 and guard.grad_clip is None

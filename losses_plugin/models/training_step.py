@@ -217,7 +217,7 @@ class StepGuard:
     @staticmethod
     def _reason(network, bad_here, bad_terms, loss, terms):
         if bad_here:
-            return 'non-finite ' + ', '.join(f'{name}={float(terms.get(name, loss)):g}' for name in bad_here)
+            return 'non-finite ' + ', '.join(f'{name}={float(terms.get(name, loss).detach()):g}' for name in bad_here)
         if bad_terms:
             return 'a non-finite loss on another rank'
         return f'non-finite gradient of {network} (the loss terms are finite)'
