@@ -5,6 +5,7 @@ Objective on a batch: ``sum_S w_S * (pixel(X_S, Y) + edge(X_S, Y))`` over the st
 ``l_<loss>_stage<k>`` (stage 3 = the final output) and ``l_total`` is their sum.
 """
 import copy
+import re
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from basicsr.losses import build_loss
 from conftest import REPO
 from test_model_steps import float64  # noqa: F401 (a fixture)
-from test_model_steps import assert_gradient_step, build, parameters, step_options, update
+from test_model_steps import PerceptualStub, assert_gradient_step, build, parameters, step_options, update
 
 from losses_plugin.checks import OptionError
 from losses_plugin.options import read_option_file
@@ -140,3 +141,76 @@ def test_strict_option_keys_know_the_model_s_and_the_edge_loss_s_keys():
     assert any("train.stage_weight is not an option of StageSupervisedModel; did you mean 'stage_weights'?" in p
                for p in problems)
     assert any("train.edge_opt.epsilon is not an option of EdgeLoss; did you mean 'eps'?" in p for p in problems)
+
+
+@pytest.mark.usefixtures('float64')
+def test_the_perceptual_and_style_terms_are_logged_per_stage_weighted_and_summed(tmp_path):
+    """``train.perceptual_opt`` (here a stand-in with BasicSR's ``(l_percep, l_style)`` interface) is a
+    third per-stage term, the step gradient descent on the sum."""
+    style = 0.3
+    perceptual_opt = {'type': 'PerceptualStub', 'perceptual_weight': 2.0, 'style_weight': style}
+    opt = options(tmp_path, edge_opt=None)
+    opt['train']['perceptual_opt'] = perceptual_opt
+    model, net_before, log, _ = step(opt)
+    batch = blurred_batch()
+    with torch.no_grad():
+        stages = net_before(batch['lq'], return_stages=True)
+        expected = {}
+        for k, w, out in zip((3, 2, 1), STAGE_WEIGHTS, stages):
+            expected[f'l_pix_stage{k}'] = w * build_loss(copy.deepcopy(CHARBONNIER))(out, batch['gt']).item()
+            l_percep, l_style = PerceptualStub(2.0, style)(out, batch['gt'])
+            expected[f'l_percep_stage{k}'] = w * l_percep.item()
+            expected[f'l_style_stage{k}'] = w * l_style.item()
+        value_after = 0.0
+        for k, w, out in zip((3, 2, 1), STAGE_WEIGHTS, model.net_g(batch['lq'], return_stages=True)):
+            value_after += w * (build_loss(copy.deepcopy(CHARBONNIER))(out, batch['gt'])
+                                + sum(PerceptualStub(2.0, style)(out, batch['gt']))).item()
+    assert log == pytest.approx({'l_total': sum(expected.values()), **expected}, rel=1e-9)
+    assert_gradient_step(sum(expected.values()), value_after, parameters(net_before), model.net_g, LR)
+
+
+def test_a_none_style_term_is_neither_logged_nor_summed(tmp_path):
+    opt = options(tmp_path, edge_opt=None, stage_weights=[1.0, 0.5])
+    opt['train']['perceptual_opt'] = {'type': 'PerceptualStub', 'perceptual_weight': 2.0}
+    model = build(opt)
+    stages, gt = torch.rand(2, 1, 3, 8, 8).unbind(0), torch.rand(1, 3, 8, 8)
+    terms = model.stage_terms(stages, gt)
+    pixel = build_loss(copy.deepcopy(CHARBONNIER))
+    expected = {'l_pix_stage2': pixel(stages[0], gt), 'l_percep_stage2': PerceptualStub(2.0)(stages[0], gt)[0],
+                'l_pix_stage1': 0.5 * pixel(stages[1], gt),
+                'l_percep_stage1': 0.5 * PerceptualStub(2.0)(stages[1], gt)[0]}
+    assert list(terms) == list(expected)
+    for name, value in expected.items():
+        assert terms[name].item() == pytest.approx(value.item(), rel=1e-6), name
+
+
+def test_stage_weights_of_exactly_0_are_accepted_and_kept_as_floats(tmp_path):
+    model = build(options(tmp_path, stage_weights=[2, 0, 0.5]))
+    assert model.stage_weights == [2.0, 0.0, 0.5] and all(type(w) is float for w in model.stage_weights)
+    assert build(options(tmp_path, stage_weights=None)).stage_weights is None
+
+
+@pytest.mark.parametrize('weights', [[], 0.5, [1, True, 1], [1, '1', 1], (0, 0)])
+def test_every_bad_stage_weights_value_has_the_full_line(tmp_path, weights):
+    with pytest.raises(OptionError, match='^' + re.escape(
+            'train.stage_weights: expected a list of numbers >= 0, not all 0, one per stage output, final stage '
+            f'first, got {weights!r}') + '$'):
+        build(options(tmp_path, stage_weights=weights))
+
+
+def test_a_wrong_number_of_stage_weights_and_a_network_without_stages_have_their_full_lines(tmp_path):
+    model = build(options(tmp_path, stage_weights=[1, 1]))
+    model.feed_data(blurred_batch())
+    with pytest.raises(OptionError, match='^' + re.escape(
+            'train.stage_weights: 2 weights for the 3 stage outputs of network_g (one per stage, final stage '
+            'first)') + '$'):
+        model.optimize_parameters(1)
+    opt = options(tmp_path, stage_weights=None)
+    opt['network_g'] = {'type': 'DnCNN', 'num_conv': 2, 'num_feat': 4}
+    model = build(opt)
+    model.feed_data(blurred_batch())
+    model.net_g.forward = lambda x, return_stages=False: x  # a network that takes the flag but returns one image
+    with pytest.raises(OptionError, match='^' + re.escape(
+            'StageSupervisedModel: network_g (DnCNN) must return a list of stage outputs for forward(x, '
+            'return_stages=True), got Tensor') + '$'):
+        model.optimize_parameters(1)
