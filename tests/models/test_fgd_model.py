@@ -11,6 +11,7 @@ from conftest import PYTHON, free_port, load_params, run_cli, tiny_options, trai
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
 
 from losses_plugin.archs.class_module_arch import ClassModule
+from losses_plugin.checks import OptionError
 from losses_plugin.losses.fgd_loss import average_loss, class_loss
 from losses_plugin.models.fgd_model import class_fractions
 
@@ -175,3 +176,27 @@ def test_weight_maps_are_the_steps_bin_anchors_area_classes_and_error(tmp_path):
     assert torch.equal(maps['fgd_bins'], (seen['bins'].float() + 0.5) / 32)  # anchors (b + 1/2)/K, K = 32
     assert torch.equal(maps['fgd_areas'], seen['areas'][:, None].float()) and maps['fgd_areas'].shape == (3, 1, 32, 32)
     assert torch.allclose(maps['fgd_error'], (seen['out'] - data['gt']).abs(), atol=1e-6)
+
+
+@pytest.mark.parametrize('change, message', [
+    (lambda opt: opt['train'].update(pixel_opt={'type': 'L1Loss'}),
+     'FGDModel: train.pixel_opt must be a FineGrainedDynamicLoss, got L1Loss'),
+    (lambda opt: opt.update(network_g=opt['network_g']['backbone']), 'FGDModel: network_g must be an FGDNet, got EDSR'),
+])
+def test_a_wrong_loss_or_network_is_one_line_naming_what_came(tmp_path, change, message):
+    opt = model_options(tmp_path)
+    change(opt)
+    with pytest.raises(OptionError, match=f'^{re.escape(message)}$'):
+        build_model(opt)
+
+
+@pytest.mark.parametrize('logger, print_freq', [({'print_freq': 5}, 5), ({}, 1), (None, 1), ({'print_freq': 0}, 1)])
+def test_the_class_fraction_window_is_logger_print_freq(tmp_path, logger, print_freq):
+    opt = model_options(tmp_path)
+    if logger is None:
+        del opt['logger']
+    else:
+        opt['logger'] = logger
+    model = build_model(opt)
+    assert model.print_freq == print_freq
+    assert (model.num_bins, model.area_sizes) == (32, (3, 5, 7))
