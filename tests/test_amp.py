@@ -5,6 +5,7 @@ a few iterations follow the float32 loss curve within a stated tolerance; float1
 the training state and restored on resume.
 """
 import copy
+import re
 
 import pytest
 import torch
@@ -186,3 +187,41 @@ def test_resume_works_with_and_without_compile_and_amp_either_way(demo_data, tmp
     saved = torch.load(tmp_path / 'experiments' / 'switch' / 'models' / 'net_g_latest.pth', weights_only=True)
     assert not any('_orig_mod' in key for key in saved['params'])
     assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in saved['params'].values())
+
+
+@pytest.mark.parametrize('train', [{'channels_last': True}, {'compile': {'backend': 'eager'}}, {'compile': True}])
+def test_layout_and_compile_reach_only_the_networks_an_optimiser_trains(tmp_path, train, monkeypatch):
+    """net_g_ema (an EMA copy no optimiser steps) keeps the plain layout and is not compiled; ``compile: true``
+    calls torch.compile with its defaults."""
+    calls = []
+    monkeypatch.setattr(torch, 'compile', lambda net, **kwargs: calls.append((net, kwargs)) or net)
+    opt = options(tmp_path, 'SRModel')
+    opt['train'].update(ema_decay=0.5, **train)
+    model = build_model(opt)
+
+    def laid_out(net):
+        conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+        return conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+    assert laid_out(model.net_g) == ('channels_last' in train) and not laid_out(model.net_g_ema)
+    if 'compile' in train:
+        assert [(net, kwargs) for net, kwargs in calls] == [
+            (model.net_g, {} if train['compile'] is True else train['compile'])]
+    else:
+        assert not calls
+
+
+@pytest.mark.parametrize('key, value, message', [
+    ('compile', {'mode': 'fast', 'warp': 1}, "train.compile: expected true, false or {mode, backend, dynamic, "
+                                             "fullgraph} (torch.compile's arguments), got {'mode': 'fast', 'warp': 1}"),
+    ('compile', 1, "train.compile: expected true, false or {mode, backend, dynamic, fullgraph} (torch.compile's "
+                   "arguments), got 1"),
+    ('channels_last', 1, 'train.channels_last: expected true or false, got 1'),
+    ('amp', {'dtype': 'bfloat16', 'enabled': True},
+     "train.amp: expected {dtype: bfloat16} or {dtype: float16}, got {'dtype': 'bfloat16', 'enabled': True}"),
+])
+def test_layout_and_amp_errors_are_their_full_lines(tmp_path, key, value, message):
+    opt = options(tmp_path, 'SRModel')
+    opt['train'][key] = value
+    with pytest.raises(OptionError, match=f'^{re.escape(message)}$'):
+        build_model(opt)
