@@ -6,6 +6,7 @@ weighted by T samples of the updated net_w. The step tests replay the iteration'
 generator, seeded) or reuse its samples, and use the l1 judge, whose eq. (4) they write out themselves.
 """
 import copy
+import logging
 import math
 import re
 from pathlib import Path
@@ -383,3 +384,26 @@ def test_net_w_has_its_own_scheduler_a_copy_of_net_gs_by_default(tmp_path, sched
         assert type(scheduler_of_w).__name__ == 'CosineAnnealingRestartLR'
         assert scheduler_of_w.periods == [10] and scheduler_of_w.eta_min == 1e-7
     assert 'type' in opt['train']['scheduler'] and 'type' in (scheduler_w or {'type': None})  # options not popped
+
+
+def test_a_nan_batch_skips_both_steps_each_named_and_counted_apart(tmp_path):
+    opt = tlw_step_options(tmp_path)
+    opt['train']['non_finite'] = {'max_skips': 2}
+    model = build(opt)
+    batch = fixed_batch()
+    batch['gt'][0, 0, 0, 0] = float('nan')
+    model.feed_data(batch)
+    g_before, w_before = parameters(model.net_g), parameters(model.net_w)
+    warnings = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logging.getLogger('basicsr').addHandler(handler)
+    try:
+        model.optimize_parameters(3)
+    finally:
+        logging.getLogger('basicsr').removeHandler(handler)
+    assert warnings == [
+        f'iteration 3: skipped the {net} step: non-finite total=nan, {term}=nan; 1 skipped in a row '
+        '(train.non_finite.max_skips: 2)' for net, term in (('net_w', 'l_w'), ('net_g', 'l_pix'))]
+    assert not moved(g_before, model.net_g) and not moved(w_before, model.net_w)
+    assert model.step_guard.skips_in_a_row == {'net_w': 1, 'net_g': 1}
