@@ -225,3 +225,24 @@ def test_layout_and_amp_errors_are_their_full_lines(tmp_path, key, value, messag
     opt['train'][key] = value
     with pytest.raises(OptionError, match=f'^{re.escape(message)}$'):
         build_model(opt)
+
+
+@pytest.mark.parametrize('loss', ['MSELoss', 'L1Loss'])  # NaN gradients too; finite (L1's are 0 at NaN)
+def test_a_nan_loss_under_float16_is_counted_by_the_non_finite_policy(tmp_path, loss):
+    """Unlike an overflow of the scaled gradients, a NaN loss term is the policy's: the step is skipped and
+    counted (also when the gradients are finite), and past max_skips training stops."""
+    from losses_plugin.models.training_step import NonFiniteTraining
+    opt = options(tmp_path, 'SRModel', 'float16')
+    opt['train'].update(non_finite={'max_skips': 1}, pixel_opt={'type': loss})  # (SPLoss refuses a NaN target)
+    torch.manual_seed(0)
+    model = build_model(copy.deepcopy(opt))
+    gt = torch.rand(2, 3, 32, 32)
+    gt[0, 0, 0, 0] = float('nan')
+    model.feed_data({'lq': torch.rand(2, 3, 16, 16), 'gt': gt})
+    before = [p.detach().clone() for p in model.net_g.parameters()]
+    model.optimize_parameters(1)
+    assert model.step_guard.skips_in_a_row == {'net_g': 1}
+    assert all(torch.equal(a, p) for a, p in zip(before, model.net_g.parameters()))
+    with pytest.raises(NonFiniteTraining, match='^iteration 2: skipped the net_g step: non-finite total=nan, '
+                                                 'l_pix=nan; 2 skipped in a row'):
+        model.optimize_parameters(2)

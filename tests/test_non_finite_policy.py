@@ -229,10 +229,10 @@ def test_skips_in_a_row_are_counted_named_and_stop_past_max_skips(tmp_path):
         logging.getLogger('basicsr').removeHandler(handler)
     assert warnings == [f'iteration {i}: skipped the net_g step: non-finite total=nan, l_pix=nan; 1 skipped in a '
                         'row (train.non_finite.max_skips: 1)' for i in (2, 4)]
-    with pytest.raises(NonFiniteTraining, match=re.escape(
+    with pytest.raises(NonFiniteTraining, match='^' + re.escape(
             'iteration 5: skipped the net_g step: non-finite total=nan, l_pix=nan; 2 skipped in a row '
             '(train.non_finite.max_skips: 1). Training stopped; the last checkpoint holds finite weights and '
-            'resumes.')):
+            'resumes. Lower the learning rate, set train.grad_clip, or raise train.non_finite.max_skips.') + '$'):
         step(5, nan_gt)
 
 
