@@ -4,6 +4,7 @@ OptionError line when a file is missing; BGR images scored as RGB. No pretrained
 so every weight file is random (the numbers mean nothing; the plumbing is what is tested)."""
 import functools
 import os
+import pickle
 import warnings
 
 import lpips
@@ -237,3 +238,21 @@ def test_training_run_logs_lpips_and_dists(demo_data, torch_home, tmp_path):
     log = training_log(tmp_path / 'experiments' / 'perceptual_metrics')
     values = {name: float(log.split(f'# {name}: ')[-1].split()[0]) for name in ('lpips', 'dists')}
     assert all(value > 0 for value in values.values()), values
+
+
+class NotAWeight:
+    """A pickled object in a weight file: torch.load with weights_only refuses to build it."""
+
+
+@pytest.mark.parametrize('which', ['backbone_path', 'weights_path'])
+def test_weight_files_are_read_as_weights_only(which, images, hub_cache, tmp_path):
+    """A weight file given by path holding anything beyond tensors is refused before it runs code."""
+    gt, mild, _ = images
+    paths = {'backbone_path': tmp_path / VGG16, 'weights_path': tmp_path / DISTS}
+    for name, path in paths.items():
+        state = torch.load(hub_cache / path.name, weights_only=True)
+        if name == which:
+            state['extra'] = NotAWeight()
+        torch.save(state, path)
+    with pytest.raises(pickle.UnpicklingError, match='Weights only load failed'):
+        metric('calculate_dists', gt, mild, **{name: str(path) for name, path in paths.items()})
