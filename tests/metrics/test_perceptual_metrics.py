@@ -256,3 +256,33 @@ def test_weight_files_are_read_as_weights_only(which, images, hub_cache, tmp_pat
         torch.save(state, path)
     with pytest.raises(pickle.UnpicklingError, match='Weights only load failed'):
         metric('calculate_dists', gt, mild, **{name: str(path) for name, path in paths.items()})
+
+
+def test_lpips_weights_path_is_the_linear_layers_it_scores_with(images, library, hub_cache, tmp_path):
+    """``weights_path`` replaces the package's linear layers: doubled layers double the score."""
+    _, mild, strong = images
+    package = os.path.join(os.path.dirname(lpips.__file__), 'weights', 'v0.1', 'vgg.pth')
+    doubled = {key: 2 * value for key, value in torch.load(package, map_location='cpu', weights_only=True).items()}
+    torch.save(doubled, tmp_path / 'vgg_doubled.pth')
+    expected = library('vgg', mild, strong)
+    by_path = metric('calculate_lpips', mild, strong, weights_path=str(tmp_path / 'vgg_doubled.pth'))
+    assert by_path == pytest.approx(2 * expected, rel=1e-5)
+
+
+def test_the_metric_networks_are_frozen_and_build_silently(hub_cache, capsys):
+    for kind, files in (('lpips', ('vgg', str(hub_cache / VGG16))),
+                        ('dists', (str(hub_cache / VGG16), str(hub_cache / DISTS)))):
+        network = perceptual_metric._built.__wrapped__(kind, torch.device('cpu'), *files)
+        assert not network.training and not any(p.requires_grad for p in network.parameters()), kind
+    assert capsys.readouterr().out == ''  # lpips prints where it loads from unless verbose is false
+
+
+@pytest.mark.parametrize('name', ['calculate_lpips', 'calculate_dists'])
+def test_values_outside_0_255_are_clipped_as_images_are(name, images, hub_cache):
+    """Float images a little outside [0, 255] (e.g. a network's raw output) score as their clipped selves."""
+    gt, mild, _ = images
+    over = mild.astype(np.float64)
+    over[:8] = 300.0  # above 255
+    over[8:16] = -40.0  # below 0
+    clipped = np.clip(over, 0, 255)
+    assert metric(name, over, gt) == pytest.approx(metric(name, clipped, gt), rel=1e-6)
