@@ -58,6 +58,8 @@ def test_float_images_past_255_are_scored_as_clipped():
     b = a.copy()
     b[10:20, 10:20] = 300.0  # scored as 255: 55/255 on 100 of 1024 cropped pixels
     assert metric('calculate_l1_1000', b, a) == pytest.approx(1000 * 55 / 255 * 100 / 1024)
+    b[10:20, 10:20] = -100.0  # and below 0, as 0: 200/255
+    assert metric('calculate_l1_1000', b, a) == pytest.approx(1000 * 200 / 255 * 100 / 1024)
     assert 0 < metric('calculate_gmsd', b, a) < 1
 
 
