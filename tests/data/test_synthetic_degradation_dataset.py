@@ -99,3 +99,40 @@ def test_training_crops_are_windows_of_the_image_at_drawn_positions(demo_data):
         assert found, epoch
         positions.add(found[0])
     assert len(positions) > 1
+
+
+def dihedral(crop, hflip, vflip, rot90):
+    """BasicSR's augment of an HWC image, on a CHW tensor: horizontal flip, vertical flip, then H-W transpose."""
+    crop = crop.flip(-1) if hflip else crop
+    crop = crop.flip(-2) if vflip else crop
+    return crop.transpose(-2, -1) if rot90 else crop
+
+
+@pytest.mark.parametrize('use_hflip, use_rot', [(True, False), (False, True), (True, True)])
+def test_augmentation_flips_and_rotates_the_same_window_as_the_options_allow(demo_data, use_hflip, use_rot):
+    """A key draws the same window with or without augmentation; use_hflip adds horizontal flips only,
+    use_rot vertical flips and transposes only, and over 16 keys every allowed transform occurs."""
+    root = demo_data / 'train' / 'HR'
+    plain = KeySeededDataset(build_dataset(options(root, phase='train', gt_size=16)), seed=5)
+    augmented = KeySeededDataset(build_dataset(options(root, phase='train', gt_size=16, use_hflip=use_hflip,
+                                                       use_rot=use_rot)), seed=5)
+    allowed = [(h, v, r) for h in (False, use_hflip) for v in (False, use_rot) for r in (False, use_rot)]
+    seen = set()
+    for position in range(16):
+        window, crop = plain[(0, position)]['gt'], augmented[(0, position)]['gt']
+        matches = {t for t in allowed if torch.equal(dihedral(window, *t), crop)}
+        assert matches, position
+        seen |= matches
+    assert seen == set(allowed)
+
+
+def test_meta_info_file_lists_the_images_by_name(demo_data, tmp_path):
+    """``meta_info_file`` (BasicSR's format: a name, optionally followed by a space and the shape) picks and
+    orders the images under dataroot_gt; blank lines are skipped."""
+    root = demo_data / 'val' / 'HR'
+    names = sorted(p.name for p in root.iterdir())
+    meta = tmp_path / 'meta_info.txt'
+    meta.write_text(f'{names[1]} (10,10,3)\n\n{names[0]}\n')
+    dataset = build_dataset(options(root, meta_info_file=str(meta)))
+    assert dataset.paths == [f'{root}/{names[1]}', f'{root}/{names[0]}']
+    assert torch.equal(dataset[0]['gt'], build_dataset(options(root))[1]['gt'])
