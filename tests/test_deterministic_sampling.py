@@ -1,4 +1,5 @@
 """The resumable sampler keeps BasicSR's order; keyed samples depend on the key alone."""
+import pickle
 import random
 
 import numpy as np
@@ -55,3 +56,12 @@ def test_samples_depend_on_key_only_and_leave_global_generators_alone():
     torch.manual_seed(1)
     data[(3, 3)]
     assert (random.random(), np.random.rand(), torch.rand(())) == before
+
+
+def test_the_runs_seed_changes_every_sample_and_the_wrapper_passes_attributes_through():
+    data, other = KeySeededDataset(RandomDraws(), seed=10), KeySeededDataset(RandomDraws(), seed=11)
+    assert all(data[(0, p)][1:] != other[(0, p)][1:] for p in range(5))
+    data.dataset.opt = {'phase': 'train'}
+    assert data.opt == {'phase': 'train'} and len(data) == 5  # BasicSR reads the dataset's opt via the loader
+    copy = pickle.loads(pickle.dumps(data))  # DataLoader workers get a pickled copy (no recursion on 'dataset')
+    assert copy[(2, 3)] == data[(2, 3)] and copy.opt == data.opt
