@@ -325,3 +325,49 @@ def test_the_boundaries_of_the_policy_options_are_accepted(tmp_path, train):
         assert all(type(value) is float for value in guard.grad_clip)
     else:
         assert guard.max_skips == 0 and guard.grad_clip is None
+
+
+@pytest.mark.parametrize('model_type, terms', [('UDLModel', 'l_pix'), ('FGDModel', 'l_r'), ('SRModel', 'l_pix')])
+def test_a_nan_input_skips_the_net_g_step_of_every_model_with_its_name_and_iteration(tmp_path, model_type, terms):
+    model = build_model(model_options(tmp_path, model_type, non_finite={'max_skips': 1}))
+    lq = torch.rand(2, 3, 12, 12)
+    lq[0, 0, 0, 0] = float('nan')
+    model.feed_data({'lq': lq, 'gt': torch.rand(2, 3, 24, 24)})
+    before = parameters_of(model.net_g)
+    warnings = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logging.getLogger('basicsr').addHandler(handler)
+    try:
+        model.optimize_parameters(6)
+    finally:
+        logging.getLogger('basicsr').removeHandler(handler)
+    assert len(warnings) == 1 and warnings[0].startswith('iteration 6: skipped the net_g step: non-finite total=nan')
+    assert f' {terms}=nan' in warnings[0] and warnings[0].endswith('; 1 skipped in a row '
+                                                                   '(train.non_finite.max_skips: 1)')
+    assert torch.equal(parameters_of(model.net_g), before) and model.step_guard.skips_in_a_row == {'net_g': 1}
+
+
+def test_the_skip_reason_gives_each_terms_own_value_or_blames_another_rank():
+    from losses_plugin.models.training_step import StepGuard
+    nan, inf = torch.tensor(float('nan')), torch.tensor(float('inf'))
+    terms = {'l_a': inf, 'l_b': -inf, 'l_c': torch.tensor(1.0)}
+    assert StepGuard._reason('net_w', ['total', 'l_a', 'l_b'], True, nan, terms) == \
+        'non-finite total=nan, l_a=inf, l_b=-inf'
+    assert StepGuard._reason('net_w', [], True, nan, terms) == 'a non-finite loss on another rank'
+    assert StepGuard._reason('net_w', [], False, nan, terms) == 'non-finite gradient of net_w (the loss terms are finite)'
+
+
+def test_the_skip_counts_and_scalers_survive_a_state_round_trip_and_old_states_load(tmp_path):
+    guard = build_model(model_options(tmp_path, amp={'dtype': 'float16'})).step_guard
+    guard.skips_in_a_row = {'net_g': 2}
+    scaler = guard._scaler('net_g')
+    scaler.scale(torch.ones(()))  # (the scale is made at the first use)
+    scaler.update(new_scale=1024.0)
+    fresh = build_model(model_options(tmp_path, amp={'dtype': 'float16'})).step_guard
+    fresh.load_state_dict(guard.state_dict())
+    assert fresh.skips_in_a_row == {'net_g': 2} and fresh.skips_in_a_row is not guard.skips_in_a_row
+    assert fresh.scalers['net_g'].get_scale() == 1024.0
+    older = build_model(model_options(tmp_path)).step_guard
+    older.load_state_dict({})  # a training state saved before the policy existed
+    assert older.skips_in_a_row == {} and older.scalers == {}
