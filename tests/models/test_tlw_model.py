@@ -407,3 +407,13 @@ def test_a_nan_batch_skips_both_steps_each_named_and_counted_apart(tmp_path):
         '(train.non_finite.max_skips: 2)' for net, term in (('net_w', 'l_w'), ('net_g', 'l_pix'))]
     assert not moved(g_before, model.net_g) and not moved(w_before, model.net_w)
     assert model.step_guard.skips_in_a_row == {'net_w': 1, 'net_g': 1}
+
+
+def test_weight_maps_are_the_m_steps_means_and_its_first_sample(tmp_path):
+    model = build(tlw_step_options(tmp_path))
+    assert model.weight_maps() == {}  # before any step
+    model, *_ = em_iteration(tlw_step_options(tmp_path))
+    maps = model.weight_maps()
+    assert set(maps) == {'tlw_mean', 'tlw_sample'}
+    assert maps['tlw_mean'] is model.weight_mean and torch.equal(maps['tlw_sample'], model.weight_samples[0])
+    assert not torch.equal(model.weight_samples[0], model.weight_samples[1])  # (the samples differ)

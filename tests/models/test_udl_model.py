@@ -188,3 +188,26 @@ def test_a_pixel_loss_other_than_udl_is_a_clear_error(tmp_path):
     opt['train']['pixel_opt'] = {'type': 'L1Loss'}
     with pytest.raises(OptionError, match='^UDLModel: train.pixel_opt must be a UDLLoss, got L1Loss$'):
         build(opt)
+
+
+def test_the_estimator_checkpoint_loads_strictly(tmp_path):
+    estimator, _ = stage_one_checkpoint(tmp_path)
+    state = dict(estimator.state_dict(), not_a_weight=torch.zeros(1))
+    torch.save({'params': state}, tmp_path / 'extra.pth')
+    with pytest.raises(RuntimeError, match='not_a_weight'):
+        build(udl_options(tmp_path, 'udl', tmp_path / 'extra.pth'))
+
+
+@pytest.mark.parametrize('stage', ['esu', 'udl'])
+def test_a_step_updates_the_ema_copy_by_ema_decay(tmp_path, stage):
+    _, path = stage_one_checkpoint(tmp_path)
+    opt = udl_options(tmp_path, stage, path if stage == 'udl' else None)
+    opt['train'].update(ema_decay=0.25, optim_g={'type': 'Adam', 'lr': 1e-2})  # a first step of ~1e-2 per weight
+    model = build(opt)
+    ema_before = parameters(model.net_g_ema)
+    model.feed_data(fixed_batch())
+    model.optimize_parameters(1)
+    for name, p in model.net_g.named_parameters():
+        expected = 0.25 * ema_before[name] + 0.75 * p.detach()
+        assert not torch.allclose(ema_before[name], p.detach(), rtol=0, atol=1e-4), name
+        assert torch.allclose(model.net_g_ema.state_dict()[name], expected, rtol=0, atol=1e-6), name
