@@ -190,6 +190,29 @@ def test_srmodel_step_is_gradient_descent_on_pixel_plus_perceptual_plus_style(pi
     assert_gradient_step(value_before, value_after, before, model.net_g, SR_LR)
 
 
+@pytest.mark.parametrize('model_type', ['SRModel', 'FGDModel', 'TLWModel'])
+def test_a_step_updates_the_ema_copy_by_ema_decay(tmp_path, model_type):
+    """``net_g_ema = decay * net_g_ema + (1 - decay) * net_g`` after each step that stepped."""
+    network_g, pixel_opt, train = tiny_edsr(), {'type': 'L1Loss'}, {}
+    if model_type == 'FGDModel':
+        network_g, pixel_opt = {'type': 'FGDNet', 'backbone': tiny_edsr()}, {'type': 'FineGrainedDynamicLoss'}
+    if model_type == 'TLWModel':
+        pixel_opt = {'type': 'TLWLoss'}
+        train = {'optim_w': {'type': 'Adam', 'lr': 1e-3}, 'tlw': {'judge': {'type': 'l1'}, 'iters_per_epoch': 1}}
+    opt = step_options(tmp_path, model_type, network_g, pixel_opt, SR_LR, **train)
+    opt['train'].update(ema_decay=0.25, optim_g={'type': 'Adam', 'lr': 1e-2})  # a first step of ~1e-2 per weight
+    if model_type == 'TLWModel':
+        opt['network_w'] = {'type': 'TLWWeightingNet', 'num_feat': 4}
+    model = build(opt)
+    ema_before = parameters(model.net_g_ema)
+    model.feed_data(fixed_batch())
+    model.optimize_parameters(1)
+    for name, p in model.net_g.named_parameters():
+        assert not torch.allclose(ema_before[name], p.detach(), rtol=0, atol=1e-4), name
+        expected = 0.25 * ema_before[name] + 0.75 * p.detach()
+        assert torch.allclose(model.net_g_ema.state_dict()[name], expected, rtol=0, atol=1e-6), name
+
+
 # ---- FGDModel ----------------------------------------------------------------------------------------------
 
 FGD_LR = 1e-4

@@ -214,3 +214,14 @@ def test_a_wrong_number_of_stage_weights_and_a_network_without_stages_have_their
             'StageSupervisedModel: network_g (DnCNN) must return a list of stage outputs for forward(x, '
             'return_stages=True), got Tensor') + '$'):
         model.optimize_parameters(1)
+
+
+def test_without_stage_weights_every_stage_counts_once(tmp_path):
+    """No ``stage_weights``: MPRNet's plain sum over the stages."""
+    model = build(options(tmp_path, edge_opt=None, stage_weights=None))
+    stages, gt = torch.rand(3, 1, 3, 8, 8).unbind(0), torch.rand(1, 3, 8, 8)
+    pixel = build_loss(copy.deepcopy(CHARBONNIER))
+    terms = model.stage_terms(stages, gt)
+    assert list(terms) == ['l_pix_stage3', 'l_pix_stage2', 'l_pix_stage1']
+    for term, stage in zip(terms.values(), stages):
+        assert term.item() == pytest.approx(pixel(stage, gt).item(), rel=1e-6)
