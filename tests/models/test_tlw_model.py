@@ -157,11 +157,11 @@ def test_one_em_iteration_logs_its_terms_and_saves_net_w_with_both_optimisers(tm
     log = model.get_current_log()
     assert set(log) == {'l_pix', 'l_w', 'wc', 'k'} and math.isfinite(log['l_w'])
     assert not any(p.requires_grad for p in model.judge.parameters())
-    model.save(0, 1)
+    model.save(2, 1)
     saved = torch.load(tmp_path / 'net_w_1.pth', weights_only=True)['params']
     assert saved.keys() == model.net_w.state_dict().keys()  # the judge is not saved with it
     state = torch.load(tmp_path / '1.state', weights_only=False)
-    assert len(state['optimizers']) == len(state['schedulers']) == 2
+    assert len(state['optimizers']) == len(state['schedulers']) == 2 and state['epoch'] == 2
 
 
 def test_wrong_loss_and_missing_options_are_clear_errors(tmp_path):
@@ -417,3 +417,22 @@ def test_weight_maps_are_the_m_steps_means_and_its_first_sample(tmp_path):
     assert set(maps) == {'tlw_mean', 'tlw_sample'}
     assert maps['tlw_mean'] is model.weight_mean and torch.equal(maps['tlw_sample'], model.weight_samples[0])
     assert not torch.equal(model.weight_samples[0], model.weight_samples[1])  # (the samples differ)
+
+
+def test_k_schedule_defaults_are_the_papers():
+    """Section IV-A: k = 0.6 (1 - exp(-epoch / 200)) + 0.3."""
+    assert k_at_epoch(0) == 0.3
+    assert k_at_epoch(200) == pytest.approx(0.6 * (1 - math.exp(-1)) + 0.3, rel=1e-12)
+
+
+@pytest.mark.usefixtures('float64')
+def test_the_e_step_draws_one_sample_then_the_m_step_draws_t(tmp_path):
+    """The iteration's random draws, replayed: one sample of the old net_w's means, then T = 3 of the
+    updated net_w's; a different number in the first draw would shift the second."""
+    model, batch, _, net_w, sr = em_iteration(tlw_step_options(tmp_path))
+    net_w.set_k(model.get_current_log()['k'])
+    torch.manual_seed(SEED)
+    with torch.no_grad():
+        net_w.sample(net_w(batch['gt'], sr), num_samples=1)
+        replayed = model.get_bare_model(model.net_w).sample(model.weight_mean)
+    assert torch.equal(replayed, model.weight_samples)
