@@ -5,6 +5,7 @@ Objective on a batch: ``sum_S w_S * (pixel(X_S, Y) + edge(X_S, Y))`` over the st
 ``l_<loss>_stage<k>`` (stage 3 = the final output) and ``l_total`` is their sum.
 """
 import copy
+import logging
 import re
 
 import pytest
@@ -225,3 +226,27 @@ def test_without_stage_weights_every_stage_counts_once(tmp_path):
     assert list(terms) == ['l_pix_stage3', 'l_pix_stage2', 'l_pix_stage1']
     for term, stage in zip(terms.values(), stages):
         assert term.item() == pytest.approx(pixel(stage, gt).item(), rel=1e-6)
+
+
+def test_a_step_updates_the_ema_copy_and_a_nan_step_is_skipped_by_name(tmp_path):
+    opt = options(tmp_path, edge_opt=None, stage_weights=None)
+    opt['train'].update(ema_decay=0.25, optim_g={'type': 'Adam', 'lr': 1e-2}, non_finite={'max_skips': 1})
+    model = build(opt)
+    ema_before = parameters(model.net_g_ema)
+    model.feed_data(blurred_batch())
+    model.optimize_parameters(1)
+    for name, p in model.net_g.named_parameters():
+        expected = 0.25 * ema_before[name] + 0.75 * p.detach()
+        assert torch.allclose(model.net_g_ema.state_dict()[name], expected, rtol=0, atol=1e-6), name
+    batch = blurred_batch()
+    batch['lq'][0, 0, 0, 0] = float('nan')
+    model.feed_data(batch)
+    warnings = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logging.getLogger('basicsr').addHandler(handler)
+    try:
+        model.optimize_parameters(2)
+    finally:
+        logging.getLogger('basicsr').removeHandler(handler)
+    assert len(warnings) == 1 and warnings[0].startswith('iteration 2: skipped the net_g step: non-finite total=nan')
