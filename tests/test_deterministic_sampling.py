@@ -65,3 +65,11 @@ def test_the_runs_seed_changes_every_sample_and_the_wrapper_passes_attributes_th
     assert data.opt == {'phase': 'train'} and len(data) == 5  # BasicSR reads the dataset's opt via the loader
     copy = pickle.loads(pickle.dumps(data))  # DataLoader workers get a pickled copy (no recursion on 'dataset')
     assert copy[(2, 3)] == data[(2, 3)] and copy.opt == data.opt
+
+
+def test_a_new_sampler_yields_its_whole_first_epoch():
+    """Before any set_epoch (BasicSR's loader may iterate first): epoch 0, nothing skipped."""
+    sampler = ResumableEnlargedSampler(RandomDraws(), num_replicas=1, rank=0, ratio=2)
+    keys = list(sampler)
+    assert len(sampler) == len(keys) == 10 and {epoch for epoch, _ in keys} == {0}
+    assert sorted(p for _, p in keys) == list(range(10))

@@ -17,3 +17,16 @@ def test_constant_stays_exact_and_a_ramp_is_sampled_at_the_pixel_centres_then_ro
     assert lr.shape == (4, 12, 3) and lr.dtype == np.uint8
     expected = {2: 31, 3: 40, 6: 66, 7: 75, 8: 84}  # 30.9, 39.7, 66.1, 74.9, 83.7
     assert {j: lr[1:3, j].tolist() for j in expected} == {j: [[v] * 3] * 2 for j, v in expected.items()}
+
+
+def test_the_cubic_kernels_overshoot_at_a_hard_edge_is_clipped_to_0_and_255():
+    """The cubic kernel's negative lobes ring past black and white next to a hard edge; uint8 keeps 0 and 255
+    there instead of wrapping around."""
+    img = np.zeros((16, 32, 3), np.uint8)
+    img[:, 16:] = 255
+    img[:, 18] = 0  # a dark line just inside the white side rings below 0 beside it
+    img[:, 12] = 255  # and a bright line inside the black side rings above 255
+    lr = bicubic_downscale(img, 2)  # row 0 before rounding: 0 0 0 0 -3.0 28.9 ... 147.4 264.0 255 ...
+    assert (lr[:, :5] == 0).all()  # column 4 rang to -3: 0, not 253
+    assert (lr[:, 10:] == 255).all()  # column 10 rang to 264: 255, not 8
+    assert lr[0, 5:10, 0].tolist() == [29, 108, 11, 209, 147]
