@@ -98,6 +98,7 @@ ACCEPTED = {
     'jpeg-quality-0': [{'type': 'jpeg', 'quality': 0}],
     'jpeg-quality-100': [{'type': 'jpeg', 'quality': 100, 'grid_shift': True}],
     'jpeg-quality-range': [{'type': 'jpeg', 'quality': [0, 100], 'grid_shift': False}],
+    'jpeg-quality-range-of-one': [{'type': 'jpeg', 'quality': [30, 30]}],
 }
 
 

@@ -198,3 +198,35 @@ def test_jpeg_rounds_to_the_nearest_8_bit_level_before_encoding():
     reference = cv2.imdecode(cv2.imencode('.jpg', (levels + 1).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])[1],
                              cv2.IMREAD_COLOR) / 255.
     assert np.allclose(jpeg(img, RNG, quality=90), reference, atol=1e-6)
+
+
+def opencv_jpeg(levels, quality):
+    """OpenCV's JPEG of a uint8 image, as float in [0, 1]."""
+    encoded = cv2.imencode('.jpg', levels.astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality])[1]
+    return cv2.imdecode(encoded, cv2.IMREAD_COLOR) / 255.
+
+
+def test_jpeg_defaults_to_quality_25_and_clips_values_outside_0_1():
+    """Zhao et al.'s q = 25 unless told otherwise; a noisy input past [0, 1] is clipped before encoding."""
+    levels = np.random.default_rng(9).integers(0, 256, (16, 16, 3))
+    img = (levels / 255).astype(np.float32)
+    assert np.allclose(jpeg(img, RNG), opencv_jpeg(levels, 25), atol=1e-6)
+    img[:4], img[4:8] = -0.2, 1.3
+    levels[:4], levels[4:8] = 0, 255
+    assert np.allclose(jpeg(img, RNG, quality=60), opencv_jpeg(levels, 60), atol=1e-6)
+
+
+def test_jpeg_grid_shift_reflect_pads_by_1_to_7_pixels_each_way():
+    """The output is the JPEG of the image reflect-padded by (dy, dx) above and left, cropped back;
+    over 40 draws every shift 1..7 occurs in each direction and 0 never does."""
+    levels = np.random.default_rng(10).integers(0, 256, (16, 16, 3))
+    img = (levels / 255).astype(np.float32)
+    candidates = {(dy, dx): opencv_jpeg(np.pad(levels, ((dy, 0), (dx, 0), (0, 0)), mode='reflect'), 50)[dy:, dx:]
+                  for dy in range(8) for dx in range(8)}
+    shifts = set()
+    for seed in range(40):
+        out = jpeg(img, np.random.default_rng(seed), quality=50, grid_shift=True)
+        found = [shift for shift, expected in candidates.items() if np.allclose(out, expected, atol=1e-6)]
+        assert len(found) == 1, seed
+        shifts.add(found[0])
+    assert {dy for dy, _ in shifts} == set(range(1, 8)) == {dx for _, dx in shifts}
