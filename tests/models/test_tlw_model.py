@@ -436,3 +436,20 @@ def test_the_e_step_draws_one_sample_then_the_m_step_draws_t(tmp_path):
         net_w.sample(net_w(batch['gt'], sr), num_samples=1)
         replayed = model.get_bare_model(model.net_w).sample(model.weight_mean)
     assert torch.equal(replayed, model.weight_samples)
+
+
+def test_without_iters_per_epoch_k_counts_epochs_of_datasets_train(demo_data, tmp_path):
+    opt = tlw_step_options(tmp_path)
+    del opt['train']['tlw']['iters_per_epoch']
+    opt['datasets'] = {'train': tiny_options(demo_data, 'tlw')['datasets']['train']}
+    opt['datasets']['train']['phase'] = 'train'
+    assert build(opt).iters_per_epoch == iterations_per_epoch(opt) == 6  # 6 images, enlarged 2x, batches of 2
+
+
+def test_a_pretrained_weighting_net_loads_strictly_by_default(tmp_path):
+    source = build(tlw_step_options(tmp_path))
+    torch.save({'params': dict(source.net_w.state_dict(), not_a_weight=torch.zeros(1))}, tmp_path / 'net_w.pth')
+    opt = tlw_step_options(tmp_path)
+    opt['path']['pretrain_network_w'] = str(tmp_path / 'net_w.pth')
+    with pytest.raises(RuntimeError, match='not_a_weight'):
+        build(opt)
