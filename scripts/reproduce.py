@@ -28,7 +28,7 @@ from losses_plugin.options import OptionError, check_dataset_paths, read_option_
 from losses_plugin.reproduction.grids import GRIDS
 from losses_plugin.reproduction.panel import crop_panel
 from losses_plugin.reproduction.report import bar_charts, markdown
-from losses_plugin.reproduction.results import read_final_metrics, run_is_finished
+from losses_plugin.reproduction.results import read_final_metrics, run_is_finished, validated_at
 from losses_plugin.reproduction.seeds import seed_option_file, seeds_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,23 +80,26 @@ def full_runs(grid, seeds, launch, nproc):
 
 
 def collect(grid, scale, seeds):
-    """{run name: [final metrics of each seed that logged any]}; runs without any left out."""
-    results = {}
-    for run, seed, _, _ in run_seeds(grid, scale, seeds):
+    """({run name: [final metrics of each finished seed]}, [experiments not finished]): a seed counts only once
+    it validated at total_iter, so a run stopped part-way never enters a table or a comparison."""
+    results, unfinished = {}, []
+    for run, seed, _, opt in run_seeds(grid, scale, seeds):
         metrics = read_final_metrics(os.path.join('tb_logger', seed.experiment))
-        if metrics:
+        if validated_at(metrics, opt['train']['total_iter']):
             results.setdefault(run.name, []).append(metrics)
-    return results
+        else:
+            unfinished.append(seed.experiment)
+    return results, unfinished
 
 
 def write_report(grid, scale, seeds, out_dir):
     os.makedirs(out_dir, exist_ok=True)
-    results = collect(grid, scale, seeds)
+    results, unfinished = collect(grid, scale, seeds)
     figures = bar_charts(grid, results, out_dir) if results else []
     if crop_panel(grid, option_dir(scale), 'experiments', os.path.join(out_dir, 'panel.jpg')):
         figures.append('panel.jpg')
     with open(os.path.join(out_dir, 'report.md'), 'w') as f:
-        f.write(markdown(grid, scale, results, figures, seeds))
+        f.write(markdown(grid, scale, results, figures, seeds, unfinished))
     print(f'wrote {os.path.join(out_dir, "report.md")} ({len(results)} of {len(grid.runs)} runs have results, '
           f'{sum(map(len, results.values()))} of {len(grid.runs) * seeds} seeds)')
 

@@ -149,7 +149,8 @@ def signed(value):
     return '' if value is None else f'{value:+.4f}'
 
 
-def markdown(grid, scale, results, figures, seeds=1):
+def markdown(grid, scale, results, figures, seeds=1, unfinished=()):
+    """The report; ``unfinished``: experiments (seeds) not finished, named as left out of every table."""
     rows = metric_rows(grid, results)
     metrics = sorted({m for _, _, values, _ in rows for m in values})
     seed_text = ('one seed per run (the option file\'s manual_seed)' if seeds == 1 else
@@ -159,6 +160,9 @@ def markdown(grid, scale, results, figures, seeds=1):
              f'Written by `python scripts/reproduce.py --paper {grid.key} --scale {scale} --seeds {seeds}` on '
              f'{datetime.date.today().isoformat()}: {seed_text}. Our numbers are the last validation BasicSR logged '
              f'for each run; the paper\'s are from {grid.source}. ' + SCALE_NOTES[scale], '']
+    if unfinished:
+        lines += [f'Not finished, so left out of every table and comparison ({len(unfinished)} of '
+                  f'{len(grid.runs) * seeds} seeds): ' + ', '.join(f'`{name}`' for name in unfinished) + '.', '']
     if not rows:
         return '\n'.join(lines + ['No finished runs yet.', ''])
     header = ['run', 'validation set', 'seeds', 'iteration']

@@ -21,9 +21,13 @@ def read_final_metrics(tb_dir):
     return metrics
 
 
+def validated_at(metrics, total_iter):
+    """Whether ``read_final_metrics``' result holds a validation at ``total_iter`` (the run's last)."""
+    return any(step >= total_iter for per_set in metrics.values() for _, step in per_set.values())
+
+
 def run_is_finished(root, run_name, total_iter):
     """A run is done when its latest weights exist and a validation at ``total_iter`` was logged."""
     if not os.path.isfile(os.path.join(root, 'experiments', run_name, 'models', 'net_g_latest.pth')):
         return False
-    metrics = read_final_metrics(os.path.join(root, 'tb_logger', run_name))
-    return any(step >= total_iter for per_set in metrics.values() for _, step in per_set.values())
+    return validated_at(read_final_metrics(os.path.join(root, 'tb_logger', run_name)), total_iter)

@@ -138,8 +138,10 @@ def test_every_grid_names_existing_option_files_and_its_baselines():
 
 
 def test_report_only_collects_fixture_runs_into_results(tmp_path):
+    """Finished runs enter the tables; one stopped after its iteration-300 validation is named as left out."""
     fake_run(tmp_path, 'demo_fgd_lapsrn_x4_baseline', {'psnr': 29.5, 'ssim': 0.79}, weights=False)
     fake_run(tmp_path, 'demo_fgd_lapsrn_x4_fgd', {'psnr': 29.6, 'ssim': 0.80}, weights=False)
+    fake_run(tmp_path, 'demo_fgd_lapsrn_x4_cs', {'psnr': 19.0, 'ssim': 0.5}, steps=(300,), weights=False)
     result = subprocess.run([PYTHON, str(REPO / 'scripts' / 'reproduce.py'), '--paper', 'fgd', '--scale', 'demo',
                              '--report-only'], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -147,6 +149,10 @@ def test_report_only_collects_fixture_runs_into_results(tmp_path):
     assert '| LapSRN x4 + FD loss | LapSRN x4 | DemoVal | psnr | higher | +0.1000 |  | +0.5800 | one seed | agrees ' \
            '(one seed: untested) | yes |' in report
     assert (tmp_path / 'results' / 'fgd' / 'demo' / 'psnr.png').is_file()
+    assert 'CS loss' not in report and '19.00' not in report
+    assert 'Not finished, so left out of every table and comparison (9 of 11 seeds): `demo_fgd_lapsrn_x2_baseline`' \
+        in report and '`demo_fgd_lapsrn_x4_cs`, `demo_fgd_edsr_x4_l1`' in report
+    assert '(2 of 11 runs have results, 2 of 11 seeds)' in result.stdout
 
 
 def test_report_only_with_seeds_collects_each_seeds_experiment(tmp_path):
