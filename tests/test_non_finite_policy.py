@@ -371,3 +371,34 @@ def test_the_skip_counts_and_scalers_survive_a_state_round_trip_and_old_states_l
     older = build_model(model_options(tmp_path)).step_guard
     older.load_state_dict({})  # a training state saved before the policy existed
     assert older.skips_in_a_row == {} and older.scalers == {}
+
+
+def test_without_train_non_finite_the_first_skip_stops_training(tmp_path):
+    from losses_plugin.models.training_step import NonFiniteTraining
+    model = build_model(model_options(tmp_path, pixel_opt={'type': 'NaNGradientL1'}))
+    assert model.step_guard.max_skips == 0
+    model.feed_data({'lq': torch.rand(2, 3, 12, 12), 'gt': torch.rand(2, 3, 24, 24)})
+    with pytest.raises(NonFiniteTraining, match='^iteration 1: skipped the net_g step: .*max_skips: 0\\)'):
+        model.optimize_parameters(1)
+
+
+def test_a_skipped_step_leaves_the_ema_copy_alone(tmp_path):
+    model = build_model(model_options(tmp_path, ema_decay=0.5, non_finite={'max_skips': 1},
+                                      pixel_opt={'type': 'NaNGradientL1'}))
+    ema_before = parameters_of(model.net_g_ema)
+    model.feed_data({'lq': torch.rand(2, 3, 12, 12), 'gt': torch.rand(2, 3, 24, 24)})
+    model.optimize_parameters(1)
+    assert torch.equal(parameters_of(model.net_g_ema), ema_before)
+
+
+def test_under_float16_a_lasting_nan_gradient_is_the_scalers_until_its_scale_falls_below_1(tmp_path):
+    """The scaler owns overflows: it halves its scale and skips. Once the scale is below 1 a non-finite
+    gradient cannot be an overflow, so the policy counts it (here max_skips 0: training stops)."""
+    from losses_plugin.models.training_step import NonFiniteTraining
+    model = build_model(model_options(tmp_path, amp={'dtype': 'float16'}, pixel_opt={'type': 'NaNGradientL1'}))
+    model.step_guard.scalers['net_g'] = torch.amp.GradScaler('cpu', init_scale=2.0)
+    model.feed_data({'lq': torch.rand(2, 3, 12, 12), 'gt': torch.rand(2, 3, 24, 24)})
+    model.optimize_parameters(1)  # scale 2 -> 1: still the scaler's
+    assert model.step_guard.scalers['net_g'].get_scale() == 1.0 and model.step_guard.skips_in_a_row == {}
+    with pytest.raises(NonFiniteTraining, match='^iteration 2: skipped the net_g step: non-finite gradient of net_g'):
+        model.optimize_parameters(2)  # scale 1 -> 0.5: the policy's
