@@ -385,6 +385,9 @@ def test_without_train_non_finite_the_first_skip_stops_training(tmp_path):
 def test_a_skipped_step_leaves_the_ema_copy_alone(tmp_path):
     model = build_model(model_options(tmp_path, ema_decay=0.5, non_finite={'max_skips': 1},
                                       pixel_opt={'type': 'NaNGradientL1'}))
+    with torch.no_grad():  # an EMA apart from net_g, so that an update would show
+        for p in model.net_g_ema.parameters():
+            p.add_(1.0)
     ema_before = parameters_of(model.net_g_ema)
     model.feed_data({'lq': torch.rand(2, 3, 12, 12), 'gt': torch.rand(2, 3, 24, 24)})
     model.optimize_parameters(1)
