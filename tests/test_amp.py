@@ -6,12 +6,14 @@ the training state and restored on resume.
 """
 import copy
 import re
+from types import SimpleNamespace
 
 import pytest
 import torch
 from basicsr.models import build_model
 
 from losses_plugin.checks import OptionError
+from losses_plugin.models import training_step
 from losses_plugin.resume import load_training_state
 
 # bfloat16 keeps 8 bits of mantissa: a loss of these tiny networks moves by well under this from float32
@@ -195,9 +197,17 @@ def test_layout_and_compile_reach_only_the_networks_an_optimiser_trains(tmp_path
     calls torch.compile with its defaults."""
     calls = []
     monkeypatch.setattr(torch, 'compile', lambda net, **kwargs: calls.append((net, kwargs)) or net)
+    import torch._dynamo as dynamo
+    suppress_errors, dynamo.config.suppress_errors = dynamo.config.suppress_errors, False
     opt = options(tmp_path, 'SRModel')
     opt['train'].update(ema_decay=0.5, **train)
-    model = build_model(opt)
+    infos = []
+    monkeypatch.setattr(training_step, 'get_root_logger', lambda: SimpleNamespace(info=infos.append))
+    try:
+        model = build_model(opt)
+        compile_errors_suppressed = dynamo.config.suppress_errors
+    finally:
+        dynamo.config.suppress_errors = suppress_errors
 
     def laid_out(net):
         conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
@@ -207,8 +217,12 @@ def test_layout_and_compile_reach_only_the_networks_an_optimiser_trains(tmp_path
     if 'compile' in train:
         assert [(net, kwargs) for net, kwargs in calls] == [
             (model.net_g, {} if train['compile'] is True else train['compile'])]
+        assert compile_errors_suppressed is True  # a network that fails to compile runs as written
+        arguments = '' if train['compile'] is True else train['compile']
+        assert infos == [f'net_g: torch.compile({arguments}); if compiling fails, the network runs uncompiled and '
+                         'torch logs why']
     else:
-        assert not calls
+        assert not calls and not infos
 
 
 @pytest.mark.parametrize('key, value, message', [
