@@ -203,9 +203,9 @@ def test_the_class_fraction_window_is_logger_print_freq(tmp_path, logger, print_
 
 
 def test_class_fractions_weight_each_iteration_by_its_number_of_regions(tmp_path):
-    """A window's fractions count regions, not iterations: 4 regions of one step and 16 of the next."""
+    """A window's fractions count regions, not iterations: 4 regions of one step and 12 of the next."""
     model = build_model(copy.deepcopy(model_options(tmp_path, print_freq=2)))
     model._class_usage(one_hot_probs([0, 0, 0, 2]), 1)  # 1x4 regions
-    many = one_hot_probs([1] * 8).reshape(1, 3, 2, 4).repeat(2, 1, 1, 1)  # 2 images of 2x4: 16 regions, area 5
+    many = one_hot_probs([1] * 6).reshape(1, 3, 2, 3).repeat(2, 1, 1, 1)  # 2 images of 2x3: 12 regions, area 5
     window = model._class_usage(many, 2)
-    assert [window[f'class_frac_{a}'].item() for a in (3, 5, 7)] == pytest.approx([3 / 20, 16 / 20, 1 / 20])
+    assert [window[f'class_frac_{a}'].item() for a in (3, 5, 7)] == pytest.approx([3 / 16, 12 / 16, 1 / 16])
