@@ -136,3 +136,15 @@ def test_meta_info_file_lists_the_images_by_name(demo_data, tmp_path):
     dataset = build_dataset(options(root, meta_info_file=str(meta)))
     assert dataset.paths == [f'{root}/{names[1]}', f'{root}/{names[0]}']
     assert torch.equal(dataset[0]['gt'], build_dataset(options(root))[1]['gt'])
+
+
+def test_training_noise_follows_the_global_generator_not_the_index(tmp_path):
+    """Training draws its degradation from NumPy's global generator (seeded per sample by the loader), so the
+    same image gets new noise every epoch; validation's (seed, index) generator would repeat it."""
+    cv2.imwrite(str(tmp_path / 'a.png'), np.full((32, 32, 3), 128, np.uint8))
+    dataset = build_dataset(options(tmp_path, phase='train', gt_size=32))  # the whole image: no crop drawn
+    draws = []
+    for seed in (0, 1, 0):
+        np.random.seed(seed)
+        draws.append(dataset[0]['lq'])
+    assert torch.equal(draws[0], draws[2]) and not torch.allclose(draws[0], draws[1], atol=1e-3)
