@@ -147,4 +147,5 @@ def test_training_noise_follows_the_global_generator_not_the_index(tmp_path):
     for seed in (0, 1, 0):
         np.random.seed(seed)
         draws.append(dataset[0]['lq'])
+    assert all(draw.shape == (3, 32, 32) for draw in draws)  # (a crop as large as the image is allowed)
     assert torch.equal(draws[0], draws[2]) and not torch.allclose(draws[0], draws[1], atol=1e-3)
