@@ -149,3 +149,14 @@ def test_training_noise_follows_the_global_generator_not_the_index(tmp_path):
         draws.append(dataset[0]['lq'])
     assert all(draw.shape == (3, 32, 32) for draw in draws)  # (a crop as large as the image is allowed)
     assert torch.equal(draws[0], draws[2]) and not torch.allclose(draws[0], draws[1], atol=1e-3)
+
+
+def test_training_noise_streams_are_not_few(tmp_path):
+    """Each training sample seeds its noise from the whole 32-bit range: 100 samples, 100 different noises."""
+    cv2.imwrite(str(tmp_path / 'a.png'), np.full((8, 8, 3), 128, np.uint8))
+    dataset = build_dataset(options(tmp_path, phase='train', gt_size=8))
+    noises = set()
+    for seed in range(100):
+        np.random.seed(seed)
+        noises.add(dataset[0]['lq'].numpy().tobytes())
+    assert len(noises) == 100
