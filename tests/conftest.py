@@ -1,5 +1,7 @@
 """Shared fixtures: the demo data (built once per session), tiny option files, CLI runners."""
+import contextlib
 import copy
+import logging
 import os
 import socket
 import subprocess
@@ -75,3 +77,17 @@ def load_params(path, key='params'):
 def training_log(experiment_dir):
     """The text of every train_*.log of an experiment, oldest first."""
     return '\n'.join(p.read_text() for p in sorted(Path(experiment_dir).glob('train_*.log')))
+
+
+@contextlib.contextmanager
+def basicsr_warnings():
+    """The messages of the warnings BasicSR's root logger ('basicsr') emits inside the block."""
+    messages = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger('basicsr')
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)

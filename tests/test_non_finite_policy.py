@@ -6,19 +6,18 @@ checkpoint ever holds non-finite weights. Checked in real training runs, ours an
 loss that turns NaN at chosen iterations.
 """
 import copy
-import logging
 import math
 import os
 import re
 import subprocess
 import sys
-import warnings as warnings_module
+import warnings
 
 import pytest
 import torch
 from basicsr.models import build_model
 from basicsr.utils.registry import LOSS_REGISTRY
-from conftest import load_params, tiny_options, training_log, write_options
+from conftest import basicsr_warnings, load_params, tiny_options, training_log, write_options
 
 from losses_plugin.checks import OptionError
 
@@ -212,22 +211,16 @@ def test_skips_in_a_row_are_counted_named_and_stop_past_max_skips(tmp_path):
 
     nan_gt = gt.clone()
     nan_gt[0, 0, 0, 0] = float('nan')
-    warnings = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: warnings.append(record.getMessage())
-    logging.getLogger('basicsr').addHandler(handler)
-    try:
+    with basicsr_warnings() as logged:
         assert step(1, gt) > 0  # (BasicSR steps the schedulers from iteration 2 on)
-        with warnings_module.catch_warnings():
-            warnings_module.simplefilter('error')  # (the message reads the terms without autograd warnings)
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')  # (the message reads the terms without autograd warnings)
             assert step(2, nan_gt) == 0
         assert model.optimizer_g.param_groups[0]['lr'] == rate  # the scheduler's step is undone with it
         assert step(3, gt) > 0  # a finite step resets the count
         assert model.optimizer_g.param_groups[0]['lr'] == rate / 2  # ... and reaches the milestone once
         assert step(4, nan_gt) == 0
-    finally:
-        logging.getLogger('basicsr').removeHandler(handler)
-    assert warnings == [f'iteration {i}: skipped the net_g step: non-finite total=nan, l_pix=nan; 1 skipped in a '
+    assert logged == [f'iteration {i}: skipped the net_g step: non-finite total=nan, l_pix=nan; 1 skipped in a '
                         'row (train.non_finite.max_skips: 1)' for i in (2, 4)]
     with pytest.raises(NonFiniteTraining, match='^' + re.escape(
             'iteration 5: skipped the net_g step: non-finite total=nan, l_pix=nan; 2 skipped in a row '
@@ -268,15 +261,9 @@ def test_a_non_finite_gradient_with_finite_terms_is_skipped_and_said_so(tmp_path
     model = build_model(model_options(tmp_path, non_finite={'max_skips': 3}, pixel_opt={'type': 'NaNGradientL1'}))
     model.feed_data({'lq': torch.rand(2, 3, 12, 12), 'gt': torch.rand(2, 3, 24, 24)})
     before = parameters_of(model.net_g)
-    warnings = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: warnings.append(record.getMessage())
-    logging.getLogger('basicsr').addHandler(handler)
-    try:
+    with basicsr_warnings() as logged:
         model.optimize_parameters(7)
-    finally:
-        logging.getLogger('basicsr').removeHandler(handler)
-    assert warnings == ['iteration 7: skipped the net_g step: non-finite gradient of net_g (the loss terms are '
+    assert logged == ['iteration 7: skipped the net_g step: non-finite gradient of net_g (the loss terms are '
                         'finite); 1 skipped in a row (train.non_finite.max_skips: 3)']
     assert torch.equal(parameters_of(model.net_g), before)
     assert not model.optimizer_g.state  # Adam never stepped
@@ -334,16 +321,10 @@ def test_a_nan_input_skips_the_net_g_step_of_every_model_with_its_name_and_itera
     lq[0, 0, 0, 0] = float('nan')
     model.feed_data({'lq': lq, 'gt': torch.rand(2, 3, 24, 24)})
     before = parameters_of(model.net_g)
-    warnings = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: warnings.append(record.getMessage())
-    logging.getLogger('basicsr').addHandler(handler)
-    try:
+    with basicsr_warnings() as logged:
         model.optimize_parameters(6)
-    finally:
-        logging.getLogger('basicsr').removeHandler(handler)
-    assert len(warnings) == 1 and warnings[0].startswith('iteration 6: skipped the net_g step: non-finite total=nan')
-    assert f' {terms}=nan' in warnings[0] and warnings[0].endswith('; 1 skipped in a row '
+    assert len(logged) == 1 and logged[0].startswith('iteration 6: skipped the net_g step: non-finite total=nan')
+    assert f' {terms}=nan' in logged[0] and logged[0].endswith('; 1 skipped in a row '
                                                                    '(train.non_finite.max_skips: 1)')
     assert torch.equal(parameters_of(model.net_g), before) and model.step_guard.skips_in_a_row == {'net_g': 1}
 
@@ -355,7 +336,8 @@ def test_the_skip_reason_gives_each_terms_own_value_or_blames_another_rank():
     assert StepGuard._reason('net_w', ['total', 'l_a', 'l_b'], True, nan, terms) == \
         'non-finite total=nan, l_a=inf, l_b=-inf'
     assert StepGuard._reason('net_w', [], True, nan, terms) == 'a non-finite loss on another rank'
-    assert StepGuard._reason('net_w', [], False, nan, terms) == 'non-finite gradient of net_w (the loss terms are finite)'
+    assert StepGuard._reason('net_w', [], False, nan, terms) == \
+        'non-finite gradient of net_w (the loss terms are finite)'
 
 
 def test_the_skip_counts_and_scalers_survive_a_state_round_trip_and_old_states_load(tmp_path):

@@ -5,16 +5,16 @@ Objective on a batch: ``sum_S w_S * (pixel(X_S, Y) + edge(X_S, Y))`` over the st
 ``l_<loss>_stage<k>`` (stage 3 = the final output) and ``l_total`` is their sum.
 """
 import copy
-import logging
 import re
 
 import pytest
 import torch
 import torch.nn.functional as F
 from basicsr.losses import build_loss
-from conftest import REPO
+from conftest import REPO, basicsr_warnings
 from test_model_steps import float64  # noqa: F401 (a fixture)
-from test_model_steps import PerceptualStub, assert_gradient_step, build, parameters, step_options, update
+from test_model_steps import (PerceptualStub, assert_ema_step, assert_gradient_step, build, parameters, step_options,
+                              update)
 
 from losses_plugin.checks import OptionError
 from losses_plugin.options import read_option_file
@@ -235,18 +235,10 @@ def test_a_step_updates_the_ema_copy_and_a_nan_step_is_skipped_by_name(tmp_path)
     ema_before = parameters(model.net_g_ema)
     model.feed_data(blurred_batch())
     model.optimize_parameters(1)
-    for name, p in model.net_g.named_parameters():
-        expected = 0.25 * ema_before[name] + 0.75 * p.detach()
-        assert torch.allclose(model.net_g_ema.state_dict()[name], expected, rtol=0, atol=1e-6), name
+    assert_ema_step(model, ema_before, 0.25)
     batch = blurred_batch()
     batch['lq'][0, 0, 0, 0] = float('nan')
     model.feed_data(batch)
-    warnings = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: warnings.append(record.getMessage())
-    logging.getLogger('basicsr').addHandler(handler)
-    try:
+    with basicsr_warnings() as logged:
         model.optimize_parameters(2)
-    finally:
-        logging.getLogger('basicsr').removeHandler(handler)
-    assert len(warnings) == 1 and warnings[0].startswith('iteration 2: skipped the net_g step: non-finite total=nan')
+    assert len(logged) == 1 and logged[0].startswith('iteration 2: skipped the net_g step: non-finite total=nan')

@@ -6,14 +6,14 @@ weighted by T samples of the updated net_w. The step tests replay the iteration'
 generator, seeded) or reuse its samples, and use the l1 judge, whose eq. (4) they write out themselves.
 """
 import copy
-import logging
 import math
 import re
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import PYTHON, free_port, load_params, run_cli, tiny_options, training_log, write_options
+from conftest import (PYTHON, basicsr_warnings, free_port, load_params, run_cli, tiny_options, training_log,
+                      write_options)
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
 from test_model_steps import float64  # noqa: F401 (a fixture)
 from test_model_steps import (assert_gradient_step, build, fixed_batch, gradient_descent, moved, parameters,
@@ -394,15 +394,9 @@ def test_a_nan_batch_skips_both_steps_each_named_and_counted_apart(tmp_path):
     batch['gt'][0, 0, 0, 0] = float('nan')
     model.feed_data(batch)
     g_before, w_before = parameters(model.net_g), parameters(model.net_w)
-    warnings = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: warnings.append(record.getMessage())
-    logging.getLogger('basicsr').addHandler(handler)
-    try:
+    with basicsr_warnings() as logged:
         model.optimize_parameters(3)
-    finally:
-        logging.getLogger('basicsr').removeHandler(handler)
-    assert warnings == [
+    assert logged == [
         f'iteration 3: skipped the {net} step: non-finite total=nan, {term}=nan; 1 skipped in a row '
         '(train.non_finite.max_skips: 2)' for net, term in (('net_w', 'l_w'), ('net_g', 'l_pix'))]
     assert not moved(g_before, model.net_g) and not moved(w_before, model.net_w)

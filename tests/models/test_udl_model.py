@@ -14,8 +14,8 @@ import torch
 from basicsr.archs import build_network
 from conftest import load_params, run_cli, tiny_options, training_log, write_options
 from test_model_steps import float64  # noqa: F401 (a fixture)
-from test_model_steps import (assert_gradient_step, build, fixed_batch, log_after_step, moved, parameters,
-                              step_options, tiny_edsr)
+from test_model_steps import (assert_ema_step, assert_gradient_step, build, fixed_batch, log_after_step, moved,
+                              parameters, step_options, tiny_edsr)
 
 from losses_plugin.checks import OptionError
 
@@ -207,7 +207,4 @@ def test_a_step_updates_the_ema_copy_by_ema_decay(tmp_path, stage):
     ema_before = parameters(model.net_g_ema)
     model.feed_data(fixed_batch())
     model.optimize_parameters(1)
-    for name, p in model.net_g.named_parameters():
-        expected = 0.25 * ema_before[name] + 0.75 * p.detach()
-        assert not torch.allclose(ema_before[name], p.detach(), rtol=0, atol=1e-4), name
-        assert torch.allclose(model.net_g_ema.state_dict()[name], expected, rtol=0, atol=1e-6), name
+    assert_ema_step(model, ema_before, 0.25)
