@@ -56,6 +56,6 @@ setup(
         'spandrel>=0.4.2',  # published architectures (HAT) wrapped into ARCH_REGISTRY
         'spandrel-extra-arches>=0.2.0',  # MPRNet, wrapped the same way
     ],
-    extras_require={'test': ['pytest', 'kornia>=0.9', 'pytorch-msssim>=1.0', 'mutmut==3.8.1']},
+    extras_require={'test': ['pytest', 'pytest-xdist', 'kornia>=0.9', 'pytorch-msssim>=1.0', 'mutmut==3.8.1']},
     entry_points={'console_scripts': ['basicsr = losses_plugin.cli:main']},
 )
