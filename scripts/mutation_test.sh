@@ -17,6 +17,8 @@
 # stops a mutant's tests after half its CPU-time limit in wall time, so a starved worker (nice 19 beside
 # training runs) turns slow tests into timeouts. Mutants already tested in a
 # previous run of the same workspace keep their results; MUTATION_FRESH=1 starts over.
+# MUTATION_SKIP: more files (paths as in the workspace, space-separated) not to mutate, e.g. the
+# published architectures of archs/ to mutate only the methods' own networks first.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PACKAGE="${1:?usage: mutation_test.sh losses|metrics|data|models|archs [REV]}"
@@ -49,14 +51,15 @@ fi
 rm -rf "$WORK/losses_plugin/archs"
 mv "$WORK/archs" "$WORK/losses_plugin/archs"
 
-"$ROOT/.venv/bin/python" - "$WORK/setup.cfg" "$SOURCE" "$TESTS" "${SKIP:-}" <<'EOF'
+SKIP="${SKIP:-} ${MUTATION_SKIP:-}"
+"$ROOT/.venv/bin/python" - "$WORK/setup.cfg" "$SOURCE" "$TESTS" "$SKIP" <<'EOF'
 import configparser, sys
 path, source, tests, skip = sys.argv[1:]
 cfg = configparser.ConfigParser()
 cfg.read(path)
 cfg['mutmut']['source_paths'] = source
-if skip:
-    cfg['mutmut']['do_not_mutate'] = skip
+if skip.split():
+    cfg['mutmut']['do_not_mutate'] = '\n' + '\n'.join(skip.split())
 cfg['mutmut']['pytest_add_cli_args_test_selection'] = '\n' + '\n'.join(tests.split())
 with open(path, 'w') as f:
     cfg.write(f)
