@@ -45,8 +45,10 @@ def bayer_mask(shape, pattern='rggb'):
     return mask
 
 
-def bilinear_demosaic(sparse, pattern='rggb'):
+def bilinear_demosaic(sparse):
     """Fills the missing samples of a (H, W, 3) BGR mosaic (zeros where unsampled) bilinearly.
+
+    Any of the four Bayer patterns: the kernels average the recorded neighbours wherever they are.
 
     ``BORDER_REFLECT_101`` keeps the pattern's parity at the borders, so recorded samples stay exact.
     """
@@ -75,7 +77,7 @@ def bayer_noise_demosaic(img, rng, pattern='rggb', noise_a=0.005, noise_b=0.0001
     noisy = raw + std * rng.standard_normal(raw.shape).astype(np.float32)
     if clip:
         noisy = np.clip(noisy, 0, 1)
-    return bilinear_demosaic(noisy * mask, pattern)
+    return bilinear_demosaic(noisy * mask)
 
 
 def jpeg(img, rng, quality=25, grid_shift=False):

@@ -33,6 +33,15 @@ def test_noise_free_demosaic_keeps_samples_and_interpolates_bilinearly():
     assert np.allclose(bilinear_demosaic(constant * bayer_mask(constant.shape)), constant, atol=1e-6)
 
 
+@pytest.mark.parametrize('pattern', ['rggb', 'bggr', 'grbg', 'gbrg'])
+def test_every_pattern_s_demosaic_is_exact_on_a_linear_ramp_away_from_the_border(pattern):
+    """Bilinear interpolation of samples of a plane gives the plane back, whatever the pattern."""
+    y, x = np.mgrid[0:10, 0:12].astype(np.float32)
+    ramp = np.stack([0.01 * x + 0.02 * y, 0.03 * x - 0.01 * y + 0.3, 0.5 - 0.02 * x + 0.01 * y], axis=2)
+    out = bayer_noise_demosaic(ramp, RNG, pattern=pattern, noise_a=0, noise_b=0, clip=False)
+    assert np.allclose(out[1:-1, 1:-1], ramp[1:-1, 1:-1], atol=1e-6)
+
+
 def test_foi_noise_variance_and_clipping():
     level = 0.5
     img = np.full((200, 200, 3), level, np.float32)
