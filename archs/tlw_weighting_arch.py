@@ -7,7 +7,7 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from losses_plugin.checks import OptionError, check_choice, check_integer
+from losses_plugin.checks import OptionError, check_choice, check_integer, check_number
 from losses_plugin.archs.fixed_sum import FixedSum
 
 SQUASH = 0.999  # w -> SQUASH*w + (1 - SQUASH)/2 keeps the Bernoulli means away from 0 and 1
@@ -49,6 +49,7 @@ class TLWWeightingNet(nn.Module):
         super().__init__()
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature <= 0:
             raise OptionError(f"TLWWeightingNet: option 'temperature' must be a number > 0, got {temperature!r}")
+        check_number('TLWWeightingNet', 'k', k, above=0, maximum=1)
         check_integer('TLWWeightingNet', 'num_samples', num_samples, 1)
         check_choice('TLWWeightingNet', 'channels_last', channels_last, (True, False))
         self.temperature, self.num_samples = temperature, num_samples

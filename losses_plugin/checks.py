@@ -31,14 +31,17 @@ def check_integer(owner, option, value, minimum):
         raise OptionError(f"{owner}: option '{option}' must be an integer >= {minimum}, got {value!r}")
 
 
-def check_number(owner, option, value, minimum=None, above=None):
-    """``value`` of ``owner``'s ``option`` must be a number (not a bool), ``>= minimum`` and ``> above`` if given."""
+def check_number(owner, option, value, minimum=None, above=None, maximum=None):
+    """``value`` of ``owner``'s ``option`` must be a number (not a bool), ``>= minimum``, ``> above`` and
+    ``<= maximum`` where given."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise OptionError(f"{owner}: option '{option}' must be a number, got {value!r}")
     if minimum is not None and value < minimum:
         raise OptionError(f"{owner}: option '{option}' must be >= {minimum}, got {value!r}")
     if above is not None and value <= above:
         raise OptionError(f"{owner}: option '{option}' must be > {above}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise OptionError(f"{owner}: option '{option}' must be <= {maximum}, got {value!r}")
 
 
 def check_inputs(loss_name, pred, target, weight=None, weight_name='weight'):

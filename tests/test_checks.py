@@ -20,6 +20,7 @@ def test_option_error_is_a_value_error_for_callers_that_catch_those():
     (-1, {'minimum': 0}, "X: option 'a' must be >= 0, got -1"),
     (0, {'above': 0}, "X: option 'a' must be > 0, got 0"),
     (-0.5, {'above': 0}, "X: option 'a' must be > 0, got -0.5"),
+    (1.5, {'above': 0, 'maximum': 1}, "X: option 'a' must be <= 1, got 1.5"),
 ])
 def test_check_number_names_owner_option_and_bound(value, bounds, message):
     with pytest.raises(OptionError) as error:
@@ -27,7 +28,8 @@ def test_check_number_names_owner_option_and_bound(value, bounds, message):
     assert str(error.value) == message
 
 
-@pytest.mark.parametrize('value, bounds', [(0, {'minimum': 0}), (1e-9, {'above': 0}), (3, {}), (2.5, {'minimum': 2})])
+@pytest.mark.parametrize('value, bounds', [(0, {'minimum': 0}), (1e-9, {'above': 0}), (3, {}), (2.5, {'minimum': 2}),
+                                          (1, {'maximum': 1})])
 def test_check_number_accepts_values_within_bounds(value, bounds):
     check_number('X', 'a', value, **bounds)
 

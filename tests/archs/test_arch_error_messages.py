@@ -101,12 +101,17 @@ OPTION_ERRORS = [
       for prior in (-1e-9, True, '4')],
     ('FGDNet-detach_bin_head', lambda: FGDNet(BACKBONE, 'conv3', area_sizes=[1], detach_bin_head=1), OptionError,
      exact("FGDNet: option 'detach_bin_head' must be true or false, got 1")),
-    # FixedSum (TLWWeightingNet's k)
+    # FixedSum; TLWWeightingNet's k (its initial ratio)
     *[(f'FixedSum-k-{k!r}', lambda k=k: FixedSum(k), ValueError, fixed_sum_k(k))
       for k in (0, -0.5, 1 + 1e-9, True, '0.3')],
     ('FixedSum-set_k', lambda: FixedSum().set_k(0), ValueError, fixed_sum_k(0)),
     ('fixed_sum-k', lambda: fixed_sum(torch.zeros(1, 1, 2, 2), 2), ValueError, fixed_sum_k(2)),
-    ('TLWWeightingNet-k', lambda: TLWWeightingNet(num_feat=1, k=0), ValueError, fixed_sum_k(0)),
+    ('TLWWeightingNet-k=0', lambda: TLWWeightingNet(num_feat=1, k=0), OptionError,
+     number('TLWWeightingNet', 'k', '> 0', 0)),
+    ('TLWWeightingNet-k=1.5', lambda: TLWWeightingNet(num_feat=1, k=1.5), OptionError,
+     number('TLWWeightingNet', 'k', '<= 1', 1.5)),
+    ('TLWWeightingNet-k=true', lambda: TLWWeightingNet(num_feat=1, k=True), OptionError,
+     number('TLWWeightingNet', 'k', 'a number', True)),
     # GRUNet
     ('GRUNet-num_feat', lambda: GRUNet(num_feat=0), OptionError, integer('GRUNet', 'num_feat', 1, 0)),
     ('GRUNet-num_down', lambda: GRUNet(num_feat=1, num_down=0), OptionError, integer('GRUNet', 'num_down', 1, 0)),
@@ -211,6 +216,7 @@ ACCEPTED = [
     ('SRCNN-none', lambda: SRCNN(num_feat=1, num_feat2=1, upsampling='none')),
     ('TLWWeightingNet-temperature=1e-9-num_samples=1', lambda: TLWWeightingNet(num_feat=1, temperature=1e-9,
                                                                                num_samples=1, channels_last=False)),
+    ('TLWWeightingNet-k=1', lambda: TLWWeightingNet(num_feat=1, k=1)),
     ('VDSR-num_conv=3', lambda: VDSR(num_conv=3, num_feat=1)),
 ]
 

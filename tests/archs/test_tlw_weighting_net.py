@@ -4,6 +4,7 @@ import torch
 from basicsr.archs import build_network
 
 from losses_plugin.archs.tlw_weighting_arch import relaxed_bernoulli
+from losses_plugin.checks import OptionError
 
 
 def test_means_sum_to_k_after_the_squash_and_stay_inside_bounds():
@@ -58,7 +59,7 @@ def test_channels_last_layout_gives_the_same_means_and_gradients():
 @pytest.mark.parametrize('option, value', [('temperature', 0), ('num_samples', 0), ('num_samples', 1.5), ('k', 2),
                                            ('channels_last', 'yes')])
 def test_invalid_options_are_clear_errors(option, value):
-    with pytest.raises(ValueError, match=option if option != 'k' else 'FixedSum: k'):
+    with pytest.raises(OptionError, match=f"^TLWWeightingNet: option '{option}' must be"):
         build_network({'type': 'TLWWeightingNet', option: value})
 
 
