@@ -204,3 +204,17 @@ def test_bin_logits_are_the_bin_heads_convolution_with_its_gradients(head_kernel
     assert torch.allclose(net.bin_logits(features), expected, atol=1e-6)
     for mine, conv in zip(got, (features.grad, net.bin_head.weight.grad, net.bin_head.bias.grad)):
         assert torch.allclose(mine, conv, atol=1e-5)
+
+
+def test_bin_logits_of_low_resolution_features_are_nearest_upsampled_to_the_output():
+    """A bin head on LR features (EDSR's conv_after_body, 1/4 of the output size): each LR logit covers its
+    4x4 block of output pixels (without the bin prior, which varies per output pixel)."""
+    torch.manual_seed(0)
+    net = build_network({'type': 'FGDNet', 'backbone': EDSR, 'feature_module': 'conv_after_body', 'num_bins': 8,
+                         'bin_prior': 0, 'area_sizes': [5]})
+    out = net(torch.rand(1, 3, 5, 6), return_all=True)
+    logits = out['logits']
+    assert logits.shape == (1, 8, 3, 20, 24) and out['sr'].shape == (1, 3, 20, 24)
+    blocks = logits[..., ::4, ::4]
+    assert torch.equal(logits, blocks.repeat_interleave(4, dim=-2).repeat_interleave(4, dim=-1))
+    assert not torch.equal(blocks[..., :1, :1].expand_as(blocks), blocks)

@@ -88,3 +88,18 @@ def test_lower_temperature_gives_sharper_samples_and_the_net_samples_with_its_ow
         assert torch.equal(samples, relaxed_bernoulli(mean, temperature, 4))
         sharpness.append((samples - 0.5).abs().mean().item())
     assert sharpness == sorted(sharpness, reverse=True) and sharpness[0] > 0.45 and sharpness[-1] < 0.15
+
+
+def test_fixed_sum_runs_in_float32_for_half_precision_and_keeps_float64():
+    """FixedSum's image-wide sums: half-precision activations are summed in float32 (a bfloat16 sum of
+    24*20 values is off by far more than 1e-4), float64 stays float64 (gradcheck precision)."""
+    torch.manual_seed(0)
+    net = build_network({'type': 'TLWWeightingNet', 'num_feat': 4, 'k': 0.3}).eval()
+    gt, sr = torch.rand(2, 3, 24, 20), torch.rand(2, 3, 24, 20)
+    target = torch.full((2, 3), 0.999 * 0.3 + 0.0005)
+    half = net.to(torch.bfloat16)(gt.bfloat16(), sr.bfloat16())
+    assert half.dtype == torch.float32
+    assert torch.allclose(half.mean(dim=(-2, -1)), target, atol=1e-6)
+    double = net.to(torch.float64)(gt.double(), sr.double())
+    assert double.dtype == torch.float64
+    assert torch.allclose(double.mean(dim=(-2, -1)), target.double(), atol=1e-12)
