@@ -13,7 +13,9 @@
 The report goes to ``results/<paper>/<scale>/``: ``report.md`` (every run's final validation
 metrics, mean and std over its seeds, beside the paper's; each method against its baseline, called real
 only when the difference exceeds the seed spread), a bar chart per metric and a crop panel of one
-validation image from every run (seed 1).
+validation image from every run (seed 1)) and ``seeds.json``, every finished seed's final metrics with the
+date and commit they were read at: a later ``--report-only`` or a run of the missing seeds completes the
+report from it when ``experiments/`` and ``tb_logger/`` are gone.
 """
 import argparse
 import os
@@ -27,6 +29,7 @@ from tqdm import tqdm
 from losses_plugin.options import OptionError, check_dataset_paths, read_option_file
 from losses_plugin.reproduction.grids import GRIDS
 from losses_plugin.reproduction.panel import crop_panel
+from losses_plugin.reproduction.record import RECORD_FILE, entry, read_record, write_record
 from losses_plugin.reproduction.report import bar_charts, markdown
 from losses_plugin.reproduction.results import read_final_metrics, run_is_finished, validated_at
 from losses_plugin.reproduction.seeds import seed_option_file, seeds_of
@@ -79,29 +82,41 @@ def full_runs(grid, seeds, launch, nproc):
             raise SystemExit(f'{command[-4]} failed')
 
 
-def collect(grid, scale, seeds):
-    """({run name: [final metrics of each finished seed]}, [experiments not finished]): a seed counts only once
-    it validated at total_iter, so a run stopped part-way never enters a table or a comparison."""
-    results, unfinished = {}, []
+def collect(grid, scale, seeds, record):
+    """({run name: [final metrics of each finished seed]}, [experiments not finished], [experiments read from the
+    record]): a seed counts only once it validated at total_iter, so a run stopped part-way never enters a table
+    or a comparison. A seed whose TensorBoard log is gone is taken from ``record`` (``seeds.json`` of an earlier
+    report) when it was recorded for the same total_iter; a seed with a finished log updates ``record``."""
+    results, unfinished, recorded = {}, [], []
     for run, seed, _, opt in run_seeds(grid, scale, seeds):
+        total_iter = opt['train']['total_iter']
         metrics = read_final_metrics(os.path.join('tb_logger', seed.experiment))
-        if validated_at(metrics, opt['train']['total_iter']):
-            results.setdefault(run.name, []).append(metrics)
+        if validated_at(metrics, total_iter):
+            record[seed.experiment] = entry(metrics, total_iter)
+        elif seed.experiment in record and record[seed.experiment]['total_iter'] == total_iter:
+            metrics = record[seed.experiment]['metrics']
+            recorded.append(seed.experiment)
         else:
             unfinished.append(seed.experiment)
-    return results, unfinished
+            continue
+        results.setdefault(run.name, []).append(metrics)
+    return results, unfinished, recorded
 
 
 def write_report(grid, scale, seeds, out_dir):
     os.makedirs(out_dir, exist_ok=True)
-    results, unfinished = collect(grid, scale, seeds)
+    record = read_record(out_dir)
+    results, unfinished, recorded = collect(grid, scale, seeds, record)
+    write_record(out_dir, record)
     figures = bar_charts(grid, results, out_dir) if results else []
     if crop_panel(grid, option_dir(scale), 'experiments', os.path.join(out_dir, 'panel.jpg')):
         figures.append('panel.jpg')
     with open(os.path.join(out_dir, 'report.md'), 'w') as f:
-        f.write(markdown(grid, scale, results, figures, seeds, unfinished))
+        f.write(markdown(grid, scale, results, figures, seeds, unfinished,
+                         {name: record[name] for name in recorded}))
     print(f'wrote {os.path.join(out_dir, "report.md")} ({len(results)} of {len(grid.runs)} runs have results, '
-          f'{sum(map(len, results.values()))} of {len(grid.runs) * seeds} seeds)')
+          f'{sum(map(len, results.values()))} of {len(grid.runs) * seeds} seeds'
+          + (f', {len(recorded)} of them from {os.path.join(out_dir, RECORD_FILE)}' if recorded else '') + ')')
 
 
 def main():

@@ -149,8 +149,9 @@ def signed(value):
     return '' if value is None else f'{value:+.4f}'
 
 
-def markdown(grid, scale, results, figures, seeds=1, unfinished=()):
-    """The report; ``unfinished``: experiments (seeds) not finished, named as left out of every table."""
+def markdown(grid, scale, results, figures, seeds=1, unfinished=(), recorded=None):
+    """The report; ``unfinished``: experiments (seeds) not finished, named as left out of every table;
+    ``recorded``: ``{experiment: record entry}`` of the seeds read from ``seeds.json`` (no log left here)."""
     rows = metric_rows(grid, results)
     metrics = sorted({m for _, _, values, _ in rows for m in values})
     seed_text = ('one seed per run (the option file\'s manual_seed)' if seeds == 1 else
@@ -163,6 +164,11 @@ def markdown(grid, scale, results, figures, seeds=1, unfinished=()):
     if unfinished:
         lines += [f'Not finished, so left out of every table and comparison ({len(unfinished)} of '
                   f'{len(grid.runs) * seeds} seeds): ' + ', '.join(f'`{name}`' for name in unfinished) + '.', '']
+    if recorded:
+        when = sorted({(e['recorded'], e['commit'] or 'no commit') for e in recorded.values()})
+        lines += [f'Read from `seeds.json`, their logs gone ({len(recorded)} of {len(grid.runs) * seeds} seeds, '
+                  'trained ' + ', '.join(f'{date} at {commit}' for date, commit in when) + '): '
+                  + ', '.join(f'`{name}`' for name in recorded) + '.', '']
     if not rows:
         return '\n'.join(lines + ['No finished runs yet.', ''])
     header = ['run', 'validation set', 'seeds', 'iteration']

@@ -1,6 +1,9 @@
 """The reproduction harness: collecting BasicSR's logged metrics, seeds (names, derived option files),
 the report's mean ± std, noise rule and verdicts, the full-scale refusal without data and its torchrun
 commands with data; on fixture runs written the way BasicSR writes them."""
+import json
+import re
+import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -172,6 +175,40 @@ def test_report_only_with_seeds_collects_each_seeds_experiment(tmp_path):
            'yes |' in report
     assert '| EDSR-SP (alpha 2) | EDSR, L1 | DemoVal | ssim | higher | +0.0040 | 0.0020 | -0.0006 | real | agrees | ' \
            'no |' in report
+
+
+def test_a_report_is_rewritten_from_seeds_json_once_the_logs_are_gone(tmp_path):
+    """seeds.json keeps each finished seed's final metrics; with tb_logger deleted the tables are the same and
+    the report names the seeds it read from the record; a record for another total_iter is not used."""
+    fake_run(tmp_path, 'demo_edsr_l1', {'psnr': 29.8, 'ssim': 0.800, 'niqe': 6.8}, weights=False)
+    fake_run(tmp_path, 'demo_edsr_l1_seed11', {'psnr': 29.9, 'ssim': 0.802, 'niqe': 6.9}, weights=False)
+    fake_run(tmp_path, 'demo_edsr_sploss', {'psnr': 29.85, 'ssim': 0.806, 'niqe': 6.4}, weights=False)
+    command = [PYTHON, str(REPO / 'scripts' / 'reproduce.py'), '--paper', 'sploss', '--scale', 'demo', '--seeds', '2',
+               '--report-only']
+    first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-2000:]
+    out = tmp_path / 'results' / 'sploss' / 'demo'
+    record = json.loads((out / 'seeds.json').read_text())
+    assert sorted(record) == ['demo_edsr_l1', 'demo_edsr_l1_seed11', 'demo_edsr_sploss']
+    assert record['demo_edsr_l1_seed11']['metrics']['DemoVal']['psnr'] == [pytest.approx(29.9), 600]
+    assert record['demo_edsr_l1']['total_iter'] == 600 and record['demo_edsr_l1']['recorded']
+    assert 'Read from' not in (out / 'report.md').read_text()
+
+    shutil.rmtree(tmp_path / 'tb_logger')
+    fake_run(tmp_path, 'demo_edsr_sploss_seed11', {'psnr': 29.85, 'ssim': 0.804, 'niqe': 6.6}, weights=False)
+    record['demo_edsr_l1_seed11']['total_iter'] = 700  # recorded for another schedule: not this run's seed
+    (out / 'seeds.json').write_text(json.dumps(record))
+    second = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert '(2 of 10 runs have results, 3 of 20 seeds, 2 of them from results/sploss/demo/seeds.json)' in \
+        second.stdout
+    report = (out / 'report.md').read_text()
+    assert re.search(r'Read from `seeds.json`, their logs gone \(2 of 20 seeds, trained \d{4}-\d\d-\d\d at '
+                     r'(\w+|no commit)\): `demo_edsr_l1`, `demo_edsr_sploss`\.', report)
+    assert '`demo_edsr_l1_seed11`' in report.split('Not finished')[1].split('\n')[0]
+    assert '| EDSR, L1 | DemoVal | 1 | 600 | 6.8000 |' in report
+    assert '| EDSR-SP (alpha 2) | DemoVal | 2 | 600 | 6.5000 ± 0.1414 |' in report
+    assert 'demo_edsr_sploss_seed11' in json.loads((out / 'seeds.json').read_text())
 
 
 def test_full_scale_without_data_refuses_and_says_how_to_prepare(tmp_path):

@@ -1,0 +1,44 @@
+"""Each seed's final metrics, kept beside the report (``seeds.json``) so that a report can be completed or
+rewritten after ``experiments/`` and ``tb_logger/`` are gone (another machine, a cleaned disk, a later
+session that trains only the seeds still missing)."""
+import datetime
+import json
+import os
+import subprocess
+
+RECORD_FILE = 'seeds.json'
+
+
+def read_record(out_dir: str) -> dict:
+    """``{experiment: {'total_iter', 'recorded', 'commit', 'metrics': {set: {metric: (value, step)}}}}``."""
+    path = os.path.join(out_dir, RECORD_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        record = json.load(f)
+    for entry in record.values():
+        entry['metrics'] = {dataset: {metric: tuple(pair) for metric, pair in per_set.items()}
+                            for dataset, per_set in entry['metrics'].items()}
+    return record
+
+
+def write_record(out_dir: str, record: dict) -> None:
+    with open(os.path.join(out_dir, RECORD_FILE), 'w') as f:
+        json.dump(record, f, indent=1, sort_keys=True)
+        f.write('\n')
+
+
+def entry(metrics: dict, total_iter: int) -> dict:
+    """A record entry for metrics read from a run's TensorBoard log today, at the checked-out commit."""
+    return {'total_iter': total_iter, 'recorded': datetime.date.today().isoformat(), 'commit': current_commit(),
+            'metrics': metrics}
+
+
+def current_commit() -> str | None:
+    """The short hash of the repository's HEAD, or None outside a git checkout."""
+    try:
+        result = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True,
+                                cwd=os.path.dirname(os.path.abspath(__file__)), check=False)
+    except OSError:
+        return None
+    return result.stdout.strip() or None
