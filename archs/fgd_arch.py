@@ -16,7 +16,7 @@ from torch import nn
 
 from losses_plugin.archs.backbone_features import BackboneWithFeatures
 from losses_plugin.archs.class_module_arch import ClassModule
-from losses_plugin.checks import OptionError, check_integer
+from losses_plugin.checks import OptionError, check_choice, check_integer, check_number
 from losses_plugin.fgd_bins import anchor_of, bin_position, confine
 
 
@@ -51,11 +51,9 @@ class FGDNet(nn.Module):
         if not area_sizes or any(not isinstance(a, int) or a < 1 or a % 2 == 0 or a > num_bins for a in area_sizes):
             raise OptionError(f"FGDNet: option 'area_sizes' must be odd bin counts in 1..{num_bins}, got {area_sizes!r}")
         self.net = BackboneWithFeatures(backbone, feature_module, owner='FGDNet')
-        if isinstance(bin_prior, bool) or not isinstance(bin_prior, (int, float)) or bin_prior < 0:
-            raise OptionError(f"FGDNet: option 'bin_prior' must be a number >= 0, got {bin_prior!r}")
+        check_number('FGDNet', 'bin_prior', bin_prior, minimum=0)
         self.num_bins, self.area_sizes, self.num_out_ch = num_bins, tuple(area_sizes), num_out_ch
-        if not isinstance(detach_bin_head, bool):
-            raise OptionError(f"FGDNet: option 'detach_bin_head' must be true or false, got {detach_bin_head!r}")
+        check_choice('FGDNet', 'detach_bin_head', detach_bin_head, (True, False))
         self.bin_prior, self.detach_bin_head = bin_prior, detach_bin_head
         self.bin_head = nn.Conv2d(self.net.feature_channels, num_out_ch * num_bins, head_kernel,
                                   padding=head_kernel // 2)

@@ -7,7 +7,7 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from losses_plugin.checks import OptionError, check_choice, check_integer, check_number
+from losses_plugin.checks import check_choice, check_integer, check_number
 from losses_plugin.archs.fixed_sum import FixedSum
 
 SQUASH = 0.999  # w -> SQUASH*w + (1 - SQUASH)/2 keeps the Bernoulli means away from 0 and 1
@@ -47,8 +47,7 @@ class TLWWeightingNet(nn.Module):
 
     def __init__(self, num_in_ch=3, num_feat=64, k=0.3, temperature=0.1, num_samples=3, channels_last=True):
         super().__init__()
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature <= 0:
-            raise OptionError(f"TLWWeightingNet: option 'temperature' must be a number > 0, got {temperature!r}")
+        check_number('TLWWeightingNet', 'temperature', temperature, above=0)
         check_number('TLWWeightingNet', 'k', k, above=0, maximum=1)
         check_integer('TLWWeightingNet', 'num_samples', num_samples, 1)
         check_choice('TLWWeightingNet', 'channels_last', channels_last, (True, False))

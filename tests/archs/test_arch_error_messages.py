@@ -97,10 +97,10 @@ OPTION_ERRORS = [
        OptionError, exact(f"FGDNet: option 'area_sizes' must be odd bin counts in 1..4, got {sizes!r}"))
       for sizes in ([], [2], [0], [-1], [5], [1, 3.0], ['3'], None)],
     *[(f'FGDNet-bin_prior-{prior!r}', lambda prior=prior: FGDNet(BACKBONE, 'conv3', area_sizes=[1], bin_prior=prior),
-       OptionError, exact(f"FGDNet: option 'bin_prior' must be a number >= 0, got {prior!r}"))
-      for prior in (-1e-9, True, '4')],
+       OptionError, number('FGDNet', 'bin_prior', expected, prior))
+      for prior, expected in ((-1e-9, '>= 0'), (True, 'a number'), ('4', 'a number'))],
     ('FGDNet-detach_bin_head', lambda: FGDNet(BACKBONE, 'conv3', area_sizes=[1], detach_bin_head=1), OptionError,
-     exact("FGDNet: option 'detach_bin_head' must be true or false, got 1")),
+     choice('FGDNet', 'detach_bin_head', (True, False), 1)),
     # FixedSum; TLWWeightingNet's k (its initial ratio)
     *[(f'FixedSum-k-{k!r}', lambda k=k: FixedSum(k), ValueError, fixed_sum_k(k))
       for k in (0, -0.5, 1 + 1e-9, True, '0.3')],
@@ -170,7 +170,8 @@ OPTION_ERRORS = [
      exact("SRCNN: option 'act' must be one of ('relu', 'prelu'), got 'elu'")),
     # TLWWeightingNet
     *[(f'TLWWeightingNet-temperature-{t!r}', lambda t=t: TLWWeightingNet(num_feat=1, temperature=t), OptionError,
-       exact(f"TLWWeightingNet: option 'temperature' must be a number > 0, got {t!r}")) for t in (0, -1, True, '0.1')],
+       number('TLWWeightingNet', 'temperature', expected, t))
+      for t, expected in ((0, '> 0'), (-1, '> 0'), (True, 'a number'), ('0.1', 'a number'))],
     ('TLWWeightingNet-num_samples', lambda: TLWWeightingNet(num_feat=1, num_samples=0), OptionError,
      integer('TLWWeightingNet', 'num_samples', 1, 0)),
     ('TLWWeightingNet-channels_last', lambda: TLWWeightingNet(num_feat=1, channels_last=1), OptionError,
