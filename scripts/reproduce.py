@@ -3,19 +3,21 @@
     python scripts/reproduce.py --paper sploss|asymmetric|zhao|tlw|fgd --scale demo|full [--seeds N] [--force] [--launch]
 
 - ``--scale demo``: trains each run's CPU twin (``options/demo/``) on the bundled demo data, one after
-  the other (finished runs are skipped unless ``--force``; an interrupted one resumes), then reports;
+  the other (a seed finished earlier, here or in the report folder's ``seeds.json``, is skipped unless
+  ``--force``; an interrupted one resumes), then reports;
 - ``--scale full``: checks that the prepared datasets exist (and refuses, saying how to prepare
   them, when they do not), prints the ``torchrun`` command of every run (``--launch`` runs them),
   then reports on whatever has finished.
 - ``--seeds N`` (default 1) trains every run N times, seed 1 being the option file itself and seed i its
   copy with ``manual_seed`` + i - 1 under the name ``<name>_seed<k>`` (see ``reproduction/seeds.py``);
   each run's seeds are trained one after the other before the next run's.
-The report goes to ``results/<paper>/<scale>/``: ``report.md`` (every run's final validation
+The report goes to ``results/<paper>/<scale>/`` (``--out``): ``report.md`` (every run's final validation
 metrics, mean and std over its seeds, beside the paper's; each method against its baseline, called real
-only when the difference exceeds the seed spread), a bar chart per metric and a crop panel of one
-validation image from every run (seed 1)) and ``seeds.json``, every finished seed's final metrics with the
-date and commit they were read at: a later ``--report-only`` or a run of the missing seeds completes the
-report from it when ``experiments/`` and ``tb_logger/`` are gone.
+only when the difference exceeds the seed spread), a bar chart per metric, a crop panel of one
+validation image from every run (seed 1), and ``seeds.json``: every finished seed's final metrics with the
+date and commit they were read at, written as each seed finishes. From it a later ``--report-only``, or a
+run that trains only the missing seeds, completes the report when ``experiments/`` and ``tb_logger/`` are
+gone (another machine, a cleaned disk).
 """
 import argparse
 import os
@@ -55,16 +57,30 @@ def run_seeds(grid, scale, count):
     return out
 
 
-def train_demo_runs(grid, seeds, force):
+def train_demo_runs(grid, seeds, force, out_dir):
+    """Trains every seed not finished yet, here (experiments/, tb_logger/) or in ``out_dir``'s seeds.json; each
+    seed enters seeds.json as it finishes, so an interrupted grid keeps what it trained."""
+    os.makedirs(out_dir, exist_ok=True)
     for run, seed, path, opt in tqdm(run_seeds(grid, 'demo', seeds), desc=f'{grid.key} demo runs', unit='run'):
-        if not force and run_is_finished('.', seed.experiment, opt['train']['total_iter']):
-            tqdm.write(f'{seed.experiment}: finished earlier, skipped (--force reruns it)')
+        total_iter = opt['train']['total_iter']
+        recorded = read_record(out_dir).get(seed.experiment)
+        if not force and recorded and recorded['total_iter'] == total_iter:
+            tqdm.write(f'{seed.experiment}: recorded in {os.path.join(out_dir, RECORD_FILE)} '
+                       f'({recorded["recorded"]}), skipped (--force reruns it)')
             continue
-        command = [sys.executable, '-m', 'losses_plugin', 'train', '-opt', seed_option_file(path, opt, seed)]
-        command += [] if force else ['--auto_resume']
-        tqdm.write(f'{seed.experiment}: {" ".join(command)}')
-        if subprocess.run(command).returncode != 0:
-            raise SystemExit(f'{seed.experiment} failed; its log is in experiments/{seed.experiment}/')
+        if not force and run_is_finished('.', seed.experiment, total_iter):
+            tqdm.write(f'{seed.experiment}: finished earlier, skipped (--force reruns it)')
+        else:
+            command = [sys.executable, '-m', 'losses_plugin', 'train', '-opt', seed_option_file(path, opt, seed)]
+            command += [] if force else ['--auto_resume']
+            tqdm.write(f'{seed.experiment}: {" ".join(command)}')
+            if subprocess.run(command).returncode != 0:
+                raise SystemExit(f'{seed.experiment} failed; its log is in experiments/{seed.experiment}/')
+        metrics = read_final_metrics(os.path.join('tb_logger', seed.experiment))
+        if validated_at(metrics, total_iter):
+            record = read_record(out_dir)
+            record[seed.experiment] = entry(metrics, total_iter)
+            write_record(out_dir, record)
 
 
 def full_runs(grid, seeds, launch, nproc):
@@ -134,13 +150,13 @@ def main():
     if args.seeds < 1:
         parser.error(f'--seeds must be at least 1, got {args.seeds}')
     grid = GRIDS[args.paper]
+    out_dir = args.out or os.path.join('results', args.paper, args.scale)
     if not args.report_only:
         if args.scale == 'demo':
-            train_demo_runs(grid, args.seeds, args.force)
+            train_demo_runs(grid, args.seeds, args.force, out_dir)
         else:
             full_runs(grid, args.seeds, args.launch, args.nproc)
-    write_report(grid, args.scale, args.seeds, args.out or os.path.join('results', args.paper, args.scale))
-
+    write_report(grid, args.scale, args.seeds, out_dir)
 
 if __name__ == '__main__':
     main()

@@ -1,6 +1,7 @@
 """The reproduction harness: collecting BasicSR's logged metrics, seeds (names, derived option files),
 the report's mean ± std, noise rule and verdicts, the full-scale refusal without data and its torchrun
 commands with data; on fixture runs written the way BasicSR writes them."""
+import importlib.util
 import json
 import re
 import shutil
@@ -209,6 +210,49 @@ def test_a_report_is_rewritten_from_seeds_json_once_the_logs_are_gone(tmp_path):
     assert '| EDSR, L1 | DemoVal | 1 | 600 | 6.8000 |' in report
     assert '| EDSR-SP (alpha 2) | DemoVal | 2 | 600 | 6.5000 ± 0.1414 |' in report
     assert 'demo_edsr_sploss_seed11' in json.loads((out / 'seeds.json').read_text())
+
+
+def test_demo_training_skips_recorded_seeds_and_records_each_seed_as_it_finishes(tmp_path, monkeypatch):
+    """A seed in seeds.json is not trained again; each trained seed enters seeds.json before the next one
+    starts, so a grid stopped by a failure (or the end of a session) keeps what it trained."""
+    spec = importlib.util.spec_from_file_location('reproduce_script', REPO / 'scripts' / 'reproduce.py')
+    reproduce = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reproduce)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / 'report'
+    out.mkdir()
+    (out / 'seeds.json').write_text(json.dumps({'demo_edsr_l1': {
+        'total_iter': 600, 'recorded': '2026-01-01', 'commit': 'abc', 'metrics': {'DemoVal': {'psnr': [29.0, 600]}}}}))
+    trained, seen_in_record = [], []
+
+    real_run = subprocess.run
+
+    def fake_training(command, **kwargs):
+        if 'train' not in command:  # git rev-parse for the record's commit
+            return real_run(command, **kwargs)
+        name = read_option_file(command[command.index('-opt') + 1])['name']
+        seen_in_record.append(sorted(json.loads((out / 'seeds.json').read_text())))
+        if len(trained) == 2:
+            return subprocess.CompletedProcess(command, 1)
+        fake_run(tmp_path, name, {'psnr': 30.0 + len(trained)}, weights=False)
+        trained.append(name)
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(reproduce.subprocess, 'run', fake_training)
+    grid = replace(GRIDS['sploss'], runs=GRIDS['sploss'].runs[:2])
+    with pytest.raises(SystemExit, match='^demo_edsr_sploss_seed11 failed; its log is in'):
+        reproduce.train_demo_runs(grid, 2, False, str(out))
+    assert trained == ['demo_edsr_l1_seed11', 'demo_edsr_sploss']
+    assert seen_in_record == [['demo_edsr_l1'], ['demo_edsr_l1', 'demo_edsr_l1_seed11'],
+                              ['demo_edsr_l1', 'demo_edsr_l1_seed11', 'demo_edsr_sploss']]
+    record = json.loads((out / 'seeds.json').read_text())
+    assert record['demo_edsr_sploss']['metrics']['DemoVal']['psnr'] == [pytest.approx(31.0), 600]
+    assert record['demo_edsr_l1']['recorded'] == '2026-01-01'  # kept, not retrained
+
+    trained.clear()
+    with pytest.raises(SystemExit, match='^demo_edsr_sploss failed'):  # --force retrains recorded seeds too
+        reproduce.train_demo_runs(grid, 2, True, str(out))
+    assert trained == ['demo_edsr_l1', 'demo_edsr_l1_seed11']
 
 
 def test_full_scale_without_data_refuses_and_says_how_to_prepare(tmp_path):
