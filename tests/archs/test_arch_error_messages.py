@@ -82,6 +82,10 @@ OPTION_ERRORS = [
         (f'{owner}-feature_module-not-conv', lambda cls=cls: cls(BACKBONE, feature_module='act1'), OptionError,
          exact(f"{owner}: feature_module 'act1' must be a convolution")),
     )],
+    ('BackboneWithFeatures-feature_module-names-the-last-4-convolutions', lambda: BackboneWithFeatures(
+        {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 4, 'num_block': 1, 'upscale': 2}, 'tail'),
+     OptionError, exact("BackboneWithFeatures: EDSR has no module 'tail' (option feature_module); its last "
+                        'convolutions: body.0.conv2, conv_after_body, upsample.0, conv_last')),
     ('BackboneWithFeatures-default-owner', lambda: BackboneWithFeatures([]), OptionError,
      exact("BackboneWithFeatures: option 'backbone' must be a network's options with a 'type', got []")),
     # DnCNN

@@ -2,6 +2,7 @@
 (eq. 1-2), the anchor areas, the wrapper."""
 import pytest
 import torch
+import torch.nn.functional as F
 from basicsr.archs import build_network
 
 from losses_plugin import fgd_bins
@@ -184,7 +185,7 @@ def test_detach_bin_head_keeps_the_bin_cross_entropy_out_of_the_backbone(detach)
 
 
 def test_detach_bin_head_must_be_a_bool():
-    with pytest.raises(ValueError, match="option 'detach_bin_head' must be true or false"):
+    with pytest.raises(ValueError, match="option 'detach_bin_head' must be one of True, False, got 'yes'"):
         build_network({'type': 'FGDNet', 'backbone': EDSR, 'detach_bin_head': 'yes'})
 
 
@@ -218,3 +219,80 @@ def test_bin_logits_of_low_resolution_features_are_nearest_upsampled_to_the_outp
     blocks = logits[..., ::4, ::4]
     assert torch.equal(logits, blocks.repeat_interleave(4, dim=-2).repeat_interleave(4, dim=-1))
     assert not torch.equal(blocks[..., :1, :1].expand_as(blocks), blocks)
+
+
+def test_class_module_is_the_documented_stack_of_convolutions_and_leaky_relus():
+    """ClassModule's forward against its layers applied by hand: conv 4x4 stride 4, LeakyReLU(0.1) after each of
+    the first four convolutions (none after the fifth), average pooling over ``pool``, the 1x1 fc, softmax."""
+    torch.manual_seed(0)
+    module = build_network({'type': 'ClassModule', 'num_feat': 6, 'pool': 2, 'num_classes': 4}).double()
+    x = torch.randn(2, 3, 16, 24, dtype=torch.float64)
+    convs = [m for m in module.features if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 5 and convs[0].kernel_size == (4, 4) and convs[0].stride == (4, 4)
+    y = x
+    for i, conv in enumerate(convs):
+        y = F.conv2d(y, conv.weight, conv.bias, stride=conv.stride)
+        y = F.leaky_relu(y, 0.1) if i < 4 else y
+    expected = torch.softmax(F.conv2d(F.avg_pool2d(y, 2, ceil_mode=True), module.fc.weight, module.fc.bias), dim=1)
+    with torch.no_grad():
+        assert torch.allclose(module(x), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize('lr_size, pool, regions', [((32, 64), 8, (1, 2)), ((28, 64), 8, (1, 1)),
+                                                    ((160, 320), 40, (1, 2)), ((156, 320), 40, (1, 1))])
+def test_class_module_pools_by_windows_from_a_side_of_pool_and_over_the_whole_map_below(lr_size, pool, regions):
+    """A stride-4 map whose short side is exactly ``pool`` is cut into pool x pool windows (ceil mode); one a
+    pixel shorter is averaged whole. ``pool`` 40 exceeds the 32 channels of the last convolution."""
+    module = build_network({'type': 'ClassModule', 'num_feat': 2, 'pool': pool})
+    with torch.no_grad():
+        assert module(torch.rand(1, 3, *lr_size)).shape == (1, 3, *regions)
+
+
+@pytest.mark.parametrize('area_sizes', [[1, 3], [3, 5, 7, 9]])
+def test_fgdnet_builds_a_class_module_of_one_class_per_area_size(area_sizes):
+    torch.manual_seed(0)
+    net = build_network({'type': 'FGDNet', 'backbone': EDSR, 'num_bins': 16, 'area_sizes': area_sizes,
+                         'class_module': {'num_feat': 5, 'pool': 1}})
+    assert net.class_module.fc.out_channels == len(area_sizes)
+    assert net.class_module.features[0].out_channels == 5 and net.class_module.pool == 1  # its options reach it
+    results = net(torch.rand(1, 3, 8, 8), return_all=True)
+    assert results['probs'].shape == (1, len(area_sizes), 2, 2) and results['inference'] is None  # training mode
+
+
+@pytest.mark.parametrize('head_kernel', [3, 5])
+def test_a_wider_bin_head_keeps_the_feature_size(head_kernel):
+    """A k x k head is padded by k // 2: its logits are the convolution of the full feature map, not a smaller
+    map upsampled back."""
+    torch.manual_seed(0)
+    net = build_network({'type': 'FGDNet', 'backbone': EDSR, 'num_bins': 4, 'head_kernel': head_kernel,
+                         'bin_prior': 0, 'area_sizes': [3]})
+    x = torch.rand(1, 3, 5, 6)
+    with torch.no_grad():
+        _, features = net.net(x)
+        expected = F.conv2d(features, net.bin_head.weight, net.bin_head.bias, padding=head_kernel // 2)
+        logits = net(x, return_all=True)['logits']
+    assert features.shape[-2:] == (20, 24)  # EDSR's conv_last reads HR features
+    assert torch.allclose(logits, expected.unflatten(1, (4, 3)), atol=1e-6)
+
+
+def test_fgdnet_on_one_channel_images_with_a_static_area():
+    torch.manual_seed(0)
+    net = build_network({'type': 'FGDNet', 'backbone': dict(BACKBONES['MSRResNet'], num_in_ch=1, num_out_ch=1),
+                         'num_out_ch': 1, 'num_bins': 8, 'area_sizes': [3]}).eval()
+    with torch.no_grad():
+        results = net(torch.rand(2, 1, 4, 5), return_all=True)
+    assert results['inference'].shape == (2, 1, 16, 20) and results['areas'].shape == (2, 16, 20)
+    assert not results['areas'].any()
+
+
+def test_fgdnet_confines_float64_outputs_with_float64_anchors():
+    """In float64 the anchors (b + 0.5) / K are float64: the output equals the area regression A + h tanh((sr - A)/h)
+    computed by hand to 1e-15 (float32 anchors would be off by ~1e-8)."""
+    torch.manual_seed(0)
+    net = build_network({'type': 'FGDNet', 'backbone': EDSR, 'num_bins': 7, 'area_sizes': [3]}).double().eval()
+    with torch.no_grad():
+        results = net(torch.rand(1, 3, 4, 4, dtype=torch.float64), return_all=True)
+    anchor = (results['bins'].double() + 0.5) / 7
+    expected = anchor + 3 / 14 * torch.tanh((results['sr'] - anchor) / (3 / 14))
+    assert results['inference'].dtype == torch.float64
+    assert torch.allclose(results['inference'], expected, rtol=0, atol=1e-15)
