@@ -86,9 +86,11 @@ class FGDNet(nn.Module):
         if self.bin_prior:
             # -bin_prior * (k - p)^2 up to -bin_prior * p^2, a per-pixel constant that changes neither the
             # softmax nor the argmax: one new (N, K, C, H, W) tensor, then in place (in place on the conv's
-            # output view would make autograd copy it back)
-            position = bin_position(sr.detach().unsqueeze(1), self.num_bins)
-            index = torch.arange(self.num_bins, device=sr.device, dtype=logits.dtype).view(1, -1, 1, 1, 1)
+            # output view would make autograd copy it back). In float32 at least: under bf16 autocast the
+            # head's logits are bf16, where k^2 rounds for odd k >= 17 and would favour odd bins.
+            dtype = torch.promote_types(logits.dtype, torch.float32)
+            position = bin_position(sr.detach().unsqueeze(1).to(dtype), self.num_bins)
+            index = torch.arange(self.num_bins, device=sr.device, dtype=dtype).view(1, -1, 1, 1, 1)
             logits = torch.addcmul(logits, 2 * self.bin_prior * index, position).sub_(self.bin_prior * index.square())
         bins = logits.max(dim=1).indices  # argmax's first maximum, in half argmax's time on a CPU
         anchor = anchor_of(bins, self.num_bins, sr.dtype)

@@ -296,3 +296,26 @@ def test_fgdnet_confines_float64_outputs_with_float64_anchors():
     expected = anchor + 3 / 14 * torch.tanh((results['sr'] - anchor) / (3 / 14))
     assert results['inference'].dtype == torch.float64
     assert torch.allclose(results['inference'], expected, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize('autocast', [False, True])
+def test_bin_prior_starts_at_the_regressions_own_bin_under_bf16_autocast_too(autocast):
+    """The prior -bin_prior * (k - p)^2 is computed in float32 even when the head's logits are bf16: in bf16,
+    k^2 rounds for odd k >= 17 (17^2 = 289 -> 288), which moved half the pixels' prior maximum to an odd
+    neighbour bin."""
+    torch.manual_seed(0)
+    net = build_network({'type': 'FGDNet', 'backbone': EDSR, 'bin_prior': 4.0, 'area_sizes': [3]}).eval()
+    torch.nn.init.zeros_(net.bin_head.weight)
+    torch.nn.init.zeros_(net.bin_head.bias)
+    x = torch.rand(2, 3, 16, 16)
+    backbone = net.net.backbone
+    with torch.no_grad():  # shift the backbone's output to about 0.75 (bins 22-26), where bf16 rounds k^2
+        sr_mean = backbone(x).mean(dim=(0, 2, 3))
+        backbone.conv_last.bias.add_((0.75 - sr_mean) * backbone.img_range)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
+        results = net(x, return_all=True)
+    assert (results['bins'] >= 17).all() and len(results['bins'].unique()) >= 3
+    # the regression's own bin, but where sr lies within float32 rounding of a bin edge (4 of 24576 pixels)
+    differ = results['bins'] != bin_index(results['sr'].float().clamp(0, 1), 32)
+    position = bin_position(results['sr'].float(), 32)[differ]
+    assert differ.sum() <= 10 and ((position - position.floor() - 0.5).abs() < 1e-4).all()
