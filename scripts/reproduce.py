@@ -31,7 +31,7 @@ from tqdm import tqdm
 from losses_plugin.options import OptionError, check_dataset_paths, read_option_file
 from losses_plugin.reproduction.grids import GRIDS
 from losses_plugin.reproduction.panel import crop_panel
-from losses_plugin.reproduction.record import RECORD_FILE, entry, read_record, write_record
+from losses_plugin.reproduction.record import RECORD_FILE, read_record, record_seed, write_record
 from losses_plugin.reproduction.report import bar_charts, markdown
 from losses_plugin.reproduction.results import read_final_metrics, run_is_finished, validated_at
 from losses_plugin.reproduction.seeds import seed_option_file, seeds_of
@@ -79,7 +79,7 @@ def train_demo_runs(grid, seeds, force, out_dir):
         metrics = read_final_metrics(os.path.join('tb_logger', seed.experiment))
         if validated_at(metrics, total_iter):
             record = read_record(out_dir)
-            record[seed.experiment] = entry(metrics, total_iter)
+            record_seed(record, seed.experiment, metrics, total_iter)
             write_record(out_dir, record)
 
 
@@ -108,7 +108,7 @@ def collect(grid, scale, seeds, record):
         total_iter = opt['train']['total_iter']
         metrics = read_final_metrics(os.path.join('tb_logger', seed.experiment))
         if validated_at(metrics, total_iter):
-            record[seed.experiment] = entry(metrics, total_iter)
+            record_seed(record, seed.experiment, metrics, total_iter)
         elif seed.experiment in record and record[seed.experiment]['total_iter'] == total_iter:
             metrics = record[seed.experiment]['metrics']
             recorded.append(seed.experiment)

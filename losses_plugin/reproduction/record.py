@@ -28,10 +28,13 @@ def write_record(out_dir: str, record: dict) -> None:
         f.write('\n')
 
 
-def entry(metrics: dict, total_iter: int) -> dict:
-    """A record entry for metrics read from a run's TensorBoard log today, at the checked-out commit."""
-    return {'total_iter': total_iter, 'recorded': datetime.date.today().isoformat(), 'commit': current_commit(),
-            'metrics': metrics}
+def record_seed(record: dict, experiment: str, metrics: dict, total_iter: int) -> None:
+    """Enters metrics read from a seed's TensorBoard log into ``record``, dated today at the checked-out commit;
+    an entry with the same metrics and total_iter keeps its first date and commit (the seed's training)."""
+    old = record.get(experiment)
+    if old is None or old['metrics'] != metrics or old['total_iter'] != total_iter:
+        record[experiment] = {'total_iter': total_iter, 'recorded': datetime.date.today().isoformat(),
+                              'commit': current_commit(), 'metrics': metrics}
 
 
 def current_commit() -> str | None:

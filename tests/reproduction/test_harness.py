@@ -194,6 +194,10 @@ def test_a_report_is_rewritten_from_seeds_json_once_the_logs_are_gone(tmp_path):
     assert record['demo_edsr_l1_seed11']['metrics']['DemoVal']['psnr'] == [pytest.approx(29.9), 600]
     assert record['demo_edsr_l1']['total_iter'] == 600 and record['demo_edsr_l1']['recorded']
     assert 'Read from' not in (out / 'report.md').read_text()
+    record['demo_edsr_l1']['recorded'] = '2026-01-01'  # a rewrite keeps the date of an unchanged seed
+    (out / 'seeds.json').write_text(json.dumps(record))
+    assert subprocess.run(command, cwd=tmp_path, capture_output=True).returncode == 0
+    assert json.loads((out / 'seeds.json').read_text())['demo_edsr_l1']['recorded'] == '2026-01-01'
 
     shutil.rmtree(tmp_path / 'tb_logger')
     fake_run(tmp_path, 'demo_edsr_sploss_seed11', {'psnr': 29.85, 'ssim': 0.804, 'niqe': 6.6}, weights=False)
@@ -204,8 +208,8 @@ def test_a_report_is_rewritten_from_seeds_json_once_the_logs_are_gone(tmp_path):
     assert '(2 of 10 runs have results, 3 of 20 seeds, 2 of them from results/sploss/demo/seeds.json)' in \
         second.stdout
     report = (out / 'report.md').read_text()
-    assert re.search(r'Read from `seeds.json`, their logs gone \(2 of 20 seeds, trained \d{4}-\d\d-\d\d at '
-                     r'(\w+|no commit)\): `demo_edsr_l1`, `demo_edsr_sploss`\.', report)
+    assert re.search(r'Read from `seeds.json`, their logs gone \(2 of 20 seeds, trained 2026-01-01 at (\w+|no commit), '
+                     r'\d{4}-\d\d-\d\d at (\w+|no commit)\): `demo_edsr_l1`, `demo_edsr_sploss`\.', report)
     assert '`demo_edsr_l1_seed11`' in report.split('Not finished')[1].split('\n')[0]
     assert '| EDSR, L1 | DemoVal | 1 | 600 | 6.8000 |' in report
     assert '| EDSR-SP (alpha 2) | DemoVal | 2 | 600 | 6.5000 ± 0.1414 |' in report
