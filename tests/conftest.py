@@ -3,6 +3,7 @@ import contextlib
 import copy
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,8 +22,13 @@ DEMO_OPTIONS = REPO / 'options' / 'demo' / 'edsr_l1.yml'
 
 @pytest.fixture(scope='session')
 def demo_data(tmp_path_factory):
-    """The demo data set, built by the real script into a temporary folder."""
+    """The demo data set, built by the real script into a temporary folder; or copied there from
+    ``$LOSSES_PLUGIN_DEMO_DATA``, a set built before (``scripts/mutation_test.sh`` builds one, so that each
+    mutant's tests skip the 8-second build)."""
     out = tmp_path_factory.mktemp('demo_data') / 'demo'
+    if os.environ.get('LOSSES_PLUGIN_DEMO_DATA'):
+        shutil.copytree(os.environ['LOSSES_PLUGIN_DEMO_DATA'], out)
+        return out
     subprocess.run([PYTHON, str(REPO / 'scripts' / 'make_demo_data.py'), '--out', str(out)], check=True,
                    capture_output=True)
     return out
