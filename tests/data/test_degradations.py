@@ -184,8 +184,24 @@ def test_gaussian_noise_is_sigma_over_255_times_the_generators_normals_unclipped
     normals = np.random.default_rng(4).standard_normal(img.shape)
     assert np.allclose(noisy, normals * 25 / 255, rtol=1e-6, atol=1e-7)
     assert noisy.min() < 0
-    clipped = build_degradations([{'type': 'gaussian_noise', 'sigma': 25, 'clip': True}])[0](img, np.random.default_rng(4))
-    assert np.array_equal(clipped, np.clip(noisy, 0, 1))
+    grey = np.full((16, 16, 3), 0.5, np.float32)  # sigma 100: about a third of the values leave [0, 1] each way
+    unclipped = build_degradations([{'type': 'gaussian_noise', 'sigma': 100}])[0](grey, np.random.default_rng(4))
+    clipped = build_degradations([{'type': 'gaussian_noise', 'sigma': 100, 'clip': True}])[0](grey,
+                                                                                             np.random.default_rng(4))
+    assert unclipped.min() < 0 and unclipped.max() > 1
+    assert np.array_equal(clipped, np.clip(unclipped, 0, 1)) and clipped.min() == 0 and clipped.max() == 1
+
+
+@pytest.mark.parametrize('spec', [{'type': 'gaussian_noise', 'sigma': 25}, {'type': 'gaussian_noise', 'sigma': 25,
+                                                                           'clip': True},
+                                  {'type': 'bayer_noise_demosaic'}, {'type': 'jpeg', 'quality': 30},
+                                  {'type': 'jpeg', 'quality': 30, 'grid_shift': True}],
+                         ids=['gaussian', 'gaussian-clip', 'bayer', 'jpeg', 'jpeg-shift'])
+def test_every_degradation_returns_a_float32_image_of_the_input_size(spec):
+    """The module's contract (float32 HWC in [0, 1] in and out): no float64 intermediate leaks out."""
+    img = np.random.default_rng(1).random((24, 20, 3), dtype=np.float32)
+    out = build_degradations([spec])[0](img, np.random.default_rng(2))
+    assert out.dtype == np.float32 and out.shape == img.shape
 
 
 def test_jpeg_quality_range_draws_both_ends():

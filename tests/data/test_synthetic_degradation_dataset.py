@@ -21,6 +21,7 @@ def test_validation_noise_is_fixed_per_index_and_has_the_right_level(demo_data):
     first, again = build_dataset(options(demo_data / 'val' / 'HR')), build_dataset(options(demo_data / 'val' / 'HR'))
     a, b = first[0], again[0]
     assert torch.equal(a['lq'], b['lq']) and a['gt_path'].endswith('chelsea.png')
+    assert a['lq_path'] == a['gt_path']  # BasicSR's validation names the saved images after lq_path
     assert (a['lq'] - a['gt']).std().item() * 255 == pytest.approx(25, rel=0.02)
     # seeded by (seed, index): the second image's noise is not the first one's draws again, which would
     # start alike (both fill the first row from the same stream), so compare the first pixels
