@@ -1,6 +1,8 @@
-"""SRCNN and DnCNN: shapes, the layers the papers give, and the options."""
+"""SRCNN, DnCNN, VDSR and LapSRN: shapes, the layers the papers give, the options, and each forward against its
+layers applied by hand."""
 import pytest
 import torch
+import torch.nn.functional as F
 from basicsr.archs import build_network
 from torch import nn
 
@@ -34,3 +36,62 @@ def test_dncnn_17_layers_and_residual_learning():
     assert plain.eval()(torch.rand(1, 3, 8, 8)).shape == (1, 3, 8, 8)
     with pytest.raises(ValueError, match='residual learning needs'):
         build_network({'type': 'DnCNN', 'num_in_ch': 1, 'num_out_ch': 3})
+
+
+@pytest.mark.parametrize('mode', ['bicubic', 'bilinear'])
+def test_srcnn_pre_upsamples_with_half_pixel_centres(mode):
+    """SRCNN's input interpolation is align_corners=False (pixel centres, as MATLAB's imresize)."""
+    torch.manual_seed(0)
+    net = build_network({'type': 'SRCNN', 'upscale': 3, 'upsampling': mode, 'num_feat': 4, 'num_feat2': 4}).double()
+    x = torch.rand(1, 3, 6, 7, dtype=torch.float64)
+    up = F.interpolate(x, scale_factor=3, mode=mode, align_corners=False)
+    expected = net.conv3(net.act2(net.conv2(net.act1(net.conv1(up)))))
+    with torch.no_grad():
+        assert torch.allclose(net(x), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize('upscale', [1, 2, 3])
+def test_vdsr_is_the_bicubic_image_plus_a_residual_of_relu_convolutions(upscale):
+    """VDSR: out = up + conv_last(relu(conv(... relu(conv_first(up))))), a ReLU after every convolution but the
+    last, up the bicubic image (align_corners=False; the input itself at upscale 1)."""
+    torch.manual_seed(0)
+    net = build_network({'type': 'VDSR', 'num_feat': 4, 'num_conv': 4, 'upscale': upscale}).double()
+    torch.nn.init.normal_(net.conv_last.weight)  # a residual far from zero, so its sign shows
+    x = torch.rand(1, 3, 5, 6, dtype=torch.float64)
+    up = F.interpolate(x, scale_factor=upscale, mode='bicubic', align_corners=False) if upscale > 1 else x
+    convs = [net.conv_first] + [m for m in net.body if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 3
+    y = up
+    for conv in convs:
+        y = F.relu(conv(y))
+    with torch.no_grad():
+        out = net(x)
+        assert out.shape[-2:] == (5 * upscale, 6 * upscale)
+        assert torch.allclose(out, up + net.conv_last(y), rtol=0, atol=1e-12)
+
+
+def test_dncnn_has_no_bias_before_batchnorm_and_can_predict_the_image_itself():
+    """The middle convolutions feed BatchNorm, whose shift makes a bias redundant (the paper's layers); with
+    residual: false the body's output is the image, not input minus it."""
+    net = build_network({'type': 'DnCNN', 'num_conv': 4, 'num_feat': 4, 'residual': False}).eval()
+    convs = [m for m in net.body if isinstance(m, nn.Conv2d)]
+    assert [c.bias is not None for c in convs] == [True, False, False, True]
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(net(x), net.body(x))
+
+
+def test_lapsrn_adds_each_levels_residual_to_the_upsampled_image():
+    """LapSRN's image branch: at every level, the upsampled image plus the residual the feature branch
+    predicts (a sign flip would subtract it)."""
+    torch.manual_seed(0)
+    net = build_network({'type': 'LapSRN', 'num_feat': 4, 'depth': 1, 'upscale': 4}).double()
+    for conv in list(net.residuals) + [net.conv_last]:
+        torch.nn.init.normal_(conv.weight)
+    x = torch.rand(1, 3, 6, 6, dtype=torch.float64)
+    features, image = net.conv_first(x), x
+    for level, image_up, residual in zip(net.levels, net.image_upsamplers, list(net.residuals) + [net.conv_last]):
+        features = level(features)
+        image = image_up(image) + residual(features)
+    with torch.no_grad():
+        assert torch.allclose(net(x), image, rtol=0, atol=1e-12)
