@@ -95,3 +95,28 @@ def test_lapsrn_adds_each_levels_residual_to_the_upsampled_image():
         image = image_up(image) + residual(features)
     with torch.no_grad():
         assert torch.allclose(net(x), image, rtol=0, atol=1e-12)
+
+
+def test_lapsrn_feature_branch_is_convolutions_and_transposed_convolutions_each_followed_by_leaky_relu_0_2():
+    """LapSRN's feature branch applied by hand: conv_first, then per level ``depth`` 3x3 convolutions and the
+    transposed-convolution upsampler, each followed by LeakyReLU(0.2)."""
+    torch.manual_seed(0)
+    net = build_network({'type': 'LapSRN', 'num_feat': 4, 'depth': 2, 'upscale': 4}).double()
+    x = torch.randn(1, 3, 5, 5, dtype=torch.float64)
+    features = F.leaky_relu(net.conv_first[0](x), 0.2)
+    for level in net.levels:
+        layers = [m for m in level if not isinstance(m, nn.LeakyReLU)]
+        assert len(layers) == 3 and isinstance(layers[-1], nn.ConvTranspose2d)
+        for layer in layers:
+            features = F.leaky_relu(layer(features), 0.2)
+    with torch.no_grad():
+        assert torch.allclose(features, _lapsrn_features(net, x), rtol=0, atol=1e-12)
+
+
+def _lapsrn_features(net, x):
+    """The input of LapSRN's conv_last, read with a forward pre-hook."""
+    seen = []
+    handle = net.conv_last.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    net(x)
+    handle.remove()
+    return seen[0]
