@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from basicsr.archs import build_network
 from basicsr.models.base_model import BaseModel
 
-from losses_plugin.archs.nlsn_arch import (NLSN, NonLocalSparseAttention, bucket_count, non_local_sparse_attention,
-                                           spherical_hash)
+from losses_plugin.archs.nlsn_arch import (NLSN, NonLocalSparseAttention, ResBlock, bucket_count,
+                                           non_local_sparse_attention, spherical_hash)
 
 TINY = {'type': 'NLSN', 'num_feat': 8, 'num_block': 2, 'attention_every': 1, 'chunk_size': 5, 'n_hashes': 2}
 
@@ -154,6 +154,39 @@ def test_random_init_checkpoint_loads_strictly_through_basicsr(tmp_path):
     expected = saved(x)
     torch.manual_seed(7)
     assert torch.equal(net(x), expected)
+
+
+def test_attention_block_adds_res_scale_times_the_attention_output():
+    """x + res_scale * attention(conv_match(x), conv_assembly(x)), with the rotations the block draws."""
+    block = NonLocalSparseAttention(num_feat=4, n_hashes=2, chunk_size=4, reduction=2, res_scale=0.3).double()
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+    torch.manual_seed(4)
+    out = block(x)
+    torch.manual_seed(4)
+    rotations = torch.randn(2, 2, bucket_count(25, 4) // 2, dtype=torch.float64)
+    query, value = (conv(x).flatten(2).transpose(1, 2) for conv in (block.conv_match, block.conv_assembly))
+    attention = non_local_sparse_attention(query, value, rotations, 4).transpose(1, 2).reshape(2, 4, 5, 5)
+    assert torch.allclose(out, x + 0.3 * attention, rtol=0, atol=1e-12)
+
+
+def test_residual_block_and_global_skip_add():
+    """ResBlock: x + res_scale * conv(relu(conv(x))); NLSN: tail(body(head) + head), as EDSR."""
+    torch.manual_seed(0)
+    net = build_network(dict(TINY, upscale=2)).double()
+    block = next(m for m in net.body if isinstance(m, ResBlock))
+    x = torch.randn(1, 8, 4, 4, dtype=torch.float64)
+    conv1, conv2 = (m for m in block.body if isinstance(m, torch.nn.Conv2d))
+    image = torch.rand(1, 3, 4, 4, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(block(x), x + 0.1 * conv2(F.relu(conv1(x))), rtol=0, atol=1e-12)
+        head = net.head(net.sub_mean(image))
+        torch.manual_seed(1)  # the attention blocks' rotations
+        expected = net.add_mean(net.tail(net.body(head) + head))
+        torch.manual_seed(1)
+        assert torch.allclose(net(image), expected, rtol=0, atol=1e-12)
+    scaled = build_network(dict(TINY, upscale=2, res_scale=0.5))
+    assert sorted({type(m).__name__: m.res_scale for m in scaled.body}.items()) == [
+        ('NonLocalSparseAttention', 0.5), ('ResBlock', 0.5)]
 
 
 def test_mean_shift_and_range_round_trip():
