@@ -31,7 +31,7 @@ from tqdm import tqdm
 from losses_plugin.options import OptionError, check_dataset_paths, read_option_file
 from losses_plugin.reproduction.grids import GRIDS
 from losses_plugin.reproduction.panel import crop_panel
-from losses_plugin.reproduction.record import RECORD_FILE, read_record, record_seed, write_record
+from losses_plugin.reproduction.record import RECORD_FILE, read_record, record_seed, recorded_seed, write_record
 from losses_plugin.reproduction.report import bar_charts, markdown
 from losses_plugin.reproduction.results import read_final_metrics, run_is_finished, validated_at
 from losses_plugin.reproduction.seeds import seed_option_file, seeds_of
@@ -61,10 +61,11 @@ def train_demo_runs(grid, seeds, force, out_dir):
     """Trains every seed not finished yet, here (experiments/, tb_logger/) or in ``out_dir``'s seeds.json; each
     seed enters seeds.json as it finishes, so an interrupted grid keeps what it trained."""
     os.makedirs(out_dir, exist_ok=True)
+    record = read_record(out_dir)
     for run, seed, path, opt in tqdm(run_seeds(grid, 'demo', seeds), desc=f'{grid.key} demo runs', unit='run'):
         total_iter = opt['train']['total_iter']
-        recorded = read_record(out_dir).get(seed.experiment)
-        if not force and recorded and recorded['total_iter'] == total_iter:
+        recorded = recorded_seed(record, seed.experiment, total_iter)
+        if not force and recorded:
             tqdm.write(f'{seed.experiment}: recorded in {os.path.join(out_dir, RECORD_FILE)} '
                        f'({recorded["recorded"]}), skipped (--force reruns it)')
             continue
@@ -78,7 +79,6 @@ def train_demo_runs(grid, seeds, force, out_dir):
                 raise SystemExit(f'{seed.experiment} failed; its log is in experiments/{seed.experiment}/')
         metrics = read_final_metrics(os.path.join('tb_logger', seed.experiment))
         if validated_at(metrics, total_iter):
-            record = read_record(out_dir)
             record_seed(record, seed.experiment, metrics, total_iter)
             write_record(out_dir, record)
 
@@ -109,7 +109,7 @@ def collect(grid, scale, seeds, record):
         metrics = read_final_metrics(os.path.join('tb_logger', seed.experiment))
         if validated_at(metrics, total_iter):
             record_seed(record, seed.experiment, metrics, total_iter)
-        elif seed.experiment in record and record[seed.experiment]['total_iter'] == total_iter:
+        elif recorded_seed(record, seed.experiment, total_iter):
             metrics = record[seed.experiment]['metrics']
             recorded.append(seed.experiment)
         else:
@@ -157,6 +157,7 @@ def main():
         else:
             full_runs(grid, args.seeds, args.launch, args.nproc)
     write_report(grid, args.scale, args.seeds, out_dir)
+
 
 if __name__ == '__main__':
     main()

@@ -28,6 +28,13 @@ def write_record(out_dir: str, record: dict) -> None:
         f.write('\n')
 
 
+def recorded_seed(record: dict, experiment: str, total_iter: int) -> dict | None:
+    """The entry of ``experiment`` in ``record`` when it was recorded for ``total_iter`` (the run's schedule
+    as it is now), else None."""
+    entry = record.get(experiment)
+    return entry if entry is not None and entry['total_iter'] == total_iter else None
+
+
 def record_seed(record: dict, experiment: str, metrics: dict, total_iter: int) -> None:
     """Enters metrics read from a seed's TensorBoard log into ``record``, dated today at the checked-out commit;
     an entry with the same metrics and total_iter keeps its first date and commit (the seed's training)."""
