@@ -6,6 +6,8 @@ import torch.nn.functional as F
 from basicsr.archs import build_network
 from torch import nn
 
+from losses_plugin.archs.backbone_features import BackboneWithFeatures
+
 
 def test_srcnn_is_9_5_5_with_64_32_widths_and_upsamples_itself():
     net = build_network({'type': 'SRCNN', 'upscale': 3})
@@ -99,9 +101,11 @@ def test_lapsrn_adds_each_levels_residual_to_the_upsampled_image():
 
 def test_lapsrn_feature_branch_is_convolutions_and_transposed_convolutions_each_followed_by_leaky_relu_0_2():
     """LapSRN's feature branch applied by hand: conv_first, then per level ``depth`` 3x3 convolutions and the
-    transposed-convolution upsampler, each followed by LeakyReLU(0.2)."""
+    transposed-convolution upsampler, each followed by LeakyReLU(0.2); compared with the input of conv_last,
+    read by the hook FGDNet uses."""
     torch.manual_seed(0)
-    net = build_network({'type': 'LapSRN', 'num_feat': 4, 'depth': 2, 'upscale': 4}).double()
+    wrapped = BackboneWithFeatures({'type': 'LapSRN', 'num_feat': 4, 'depth': 2, 'upscale': 4}).double()
+    net = wrapped.backbone
     x = torch.randn(1, 3, 5, 5, dtype=torch.float64)
     features = F.leaky_relu(net.conv_first[0](x), 0.2)
     for level in net.levels:
@@ -110,13 +114,4 @@ def test_lapsrn_feature_branch_is_convolutions_and_transposed_convolutions_each_
         for layer in layers:
             features = F.leaky_relu(layer(features), 0.2)
     with torch.no_grad():
-        assert torch.allclose(features, _lapsrn_features(net, x), rtol=0, atol=1e-12)
-
-
-def _lapsrn_features(net, x):
-    """The input of LapSRN's conv_last, read with a forward pre-hook."""
-    seen = []
-    handle = net.conv_last.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
-    net(x)
-    handle.remove()
-    return seen[0]
+        assert torch.allclose(features, wrapped(x)[1], rtol=0, atol=1e-12)
