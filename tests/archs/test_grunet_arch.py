@@ -75,16 +75,19 @@ def test_f_pooling_by_hand():
     assert quasi_recurrent_pool(z, f, reverse=True).flatten().tolist() == [1.09375, 1.375, 0.75]
 
 
-@pytest.mark.parametrize('kernel, stride', [(3, 1), (3, (1, 2, 2)), (1, 1)])
-def test_band_convolutions_equal_torch_3d_convolutions(kernel, stride):
+@pytest.mark.parametrize('kernel, stride, padding', [(3, 1, 1), (3, (1, 2, 2), 1), (1, 1, 0),
+                                                     # every axis its own size: band, height, width not mixed up
+                                                     ((3, 1, 5), (1, 2, 1), (1, 0, 2)),
+                                                     ((1, 3, 5), 1, (0, 1, 2))])
+def test_band_convolutions_equal_torch_3d_convolutions(kernel, stride, padding):
     torch.manual_seed(0)
     x = torch.rand(2, 3, 4, 9, 8, dtype=torch.float64)
-    conv = BandConv3d(3, 5, kernel, stride, kernel // 2, bias=True).double()
-    assert torch.allclose(conv(x), nn.functional.conv3d(x, conv.weight, conv.bias, stride, kernel // 2))
+    conv = BandConv3d(3, 5, kernel, stride, padding, bias=True).double()
+    assert torch.allclose(conv(x), nn.functional.conv3d(x, conv.weight, conv.bias, stride, padding))
     if stride == 1:
-        deconv = BandConvTranspose3d(3, 5, kernel, 1, kernel // 2, bias=True).double()
-        expected = nn.functional.conv_transpose3d(x, deconv.weight, deconv.bias, 1, kernel // 2)
-        assert torch.allclose(deconv(x), expected)
+        deconv = BandConvTranspose3d(3, 5, kernel, 1, padding, bias=True).double()
+        expected = nn.functional.conv_transpose3d(x, deconv.weight, deconv.bias, 1, padding)
+        assert deconv(x).shape == expected.shape and torch.allclose(deconv(x), expected)
 
 
 def test_units_recur_along_the_band_axis():
@@ -123,14 +126,18 @@ def test_image_channels_are_the_bands_of_a_one_channel_cube_with_the_noise_map()
     assert plain(torch.rand(1, 31, 4, 4)).shape == (1, 31, 4, 4)  # a 31-band hyperspectral image
 
 
-def test_any_size_is_replicate_padded_to_the_unet_multiple_and_cropped_back():
-    net = tiny()
-    x = torch.rand(1, 3, 13, 6)
+@pytest.mark.parametrize('num_down, size, pad', [(2, (13, 6), (0, 2, 0, 3)),  # to 16 x 8, multiples of 2**2
+                                                 (2, (13, 8), (0, 0, 0, 3)),  # the height alone
+                                                 (2, (8, 6), (0, 2, 0, 0)),  # the width alone
+                                                 (3, (13, 6), (0, 2, 0, 3))])  # to 16 x 8, multiples of 2**3
+def test_any_size_is_replicate_padded_to_the_unet_multiple_and_cropped_back(num_down, size, pad):
+    net = tiny(num_down=num_down)
+    x = torch.rand(1, 3, *size)
     with torch.no_grad():
         out = net(x)
-        padded = nn.functional.pad(x, (0, 2, 0, 3), mode='replicate')  # to 16 x 8, multiples of 2**num_down
+        padded = nn.functional.pad(x, pad, mode='replicate')
         assert out.shape == x.shape
-        assert torch.equal(out, net(padded)[..., :13, :6])
+        assert torch.equal(out, net(padded)[..., :size[0], :size[1]])
     with pytest.raises(ValueError, match=r'GRUNet: expected an \(N, bands, H, W\) tensor'):
         net(x.unsqueeze(1))
 
