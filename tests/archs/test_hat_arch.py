@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from basicsr.archs import build_network
 from basicsr.models.sr_model import SRModel
+from spandrel.architectures.HAT import HAT as SpandrelHAT
 
 from losses_plugin.archs.hat_arch import HAT
 
@@ -29,6 +30,41 @@ def test_defaults_are_the_authors_hat_srx4():
     defaults = {name: p.default for name, p in inspect.signature(HAT).parameters.items()}
     for name, value in AUTHORS_HAT_SRX4.items():
         assert list(defaults[name]) == value if name in ('depths', 'num_heads') else defaults[name] == value, name
+
+
+def built(net):
+    """What a network was built with: every module's plain attributes (its attention scale, drop-path
+    probability, checkpointing, ...), its printed form (dropout probabilities) and its parameter shapes."""
+    plain = (int, float, bool, str, tuple, list, dict, type(None))
+    attributes = {name: {k: v for k, v in vars(module).items() if not k.startswith('_') and isinstance(v, plain)}
+                  for name, module in net.named_modules()}
+    return attributes, repr(net), {k: tuple(v.shape) for k, v in net.state_dict().items()}
+
+
+# the rest of the authors' HAT-SR x4 network_g: hat_arch.py's own defaults, which their options leave as they are
+AUTHORS_HAT_DEFAULTS = {'num_feat': 64, 'patch_size': 1, 'qkv_bias': True, 'qk_scale': None, 'drop_rate': 0.,
+                        'attn_drop_rate': 0., 'drop_path_rate': 0.1, 'ape': False, 'patch_norm': True,
+                        'use_checkpoint': False}
+
+
+def test_the_defaults_build_the_authors_hat_srx4():
+    """Built, not read from the signature: every default reaches the network (20.8 M parameters)."""
+    torch.manual_seed(0)
+    ours = HAT()
+    theirs = SpandrelHAT(**AUTHORS_HAT_SRX4, **AUTHORS_HAT_DEFAULTS)
+    assert built(ours) == built(theirs)
+    assert sum(p.numel() for p in ours.parameters()) == pytest.approx(20.8e6, rel=0.01)
+
+
+def test_every_option_reaches_spandrels_network():
+    options = {'upscale': 2, 'in_chans': 1, 'img_size': 32, 'window_size': 8, 'compress_ratio': 2,
+               'squeeze_factor': 3, 'conv_scale': 0.02, 'overlap_ratio': 0.25, 'img_range': 255., 'depths': [2, 1],
+               'embed_dim': 12, 'num_heads': [3, 2], 'mlp_ratio': 3., 'upsampler': 'pixelshuffle',
+               'resi_connection': 'identity', 'num_feat': 6, 'patch_size': 1, 'qkv_bias': False, 'qk_scale': 0.3,
+               'drop_rate': 0.2, 'attn_drop_rate': 0.3, 'drop_path_rate': 0.2, 'ape': True, 'patch_norm': False,
+               'use_checkpoint': True}
+    assert set(options) == set(inspect.signature(HAT).parameters)
+    assert built(HAT(**options)) == built(SpandrelHAT(**options))
 
 
 def test_output_is_upscaled_and_inputs_are_padded_to_the_window_size():
