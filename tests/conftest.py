@@ -80,6 +80,16 @@ def load_params(path, key='params'):
     return torch.load(path, map_location='cpu', weights_only=True)[key]
 
 
+def construction(net):
+    """What a network was built with, to compare two networks option by option: every module's plain
+    attributes (an attention scale, a drop-path probability, checkpointing, ...), the printed form
+    (dropout probabilities, layer sizes) and the parameter and buffer shapes."""
+    plain = (int, float, bool, str, tuple, list, dict, type(None))
+    attributes = {name: {k: v for k, v in vars(module).items() if not k.startswith('_') and isinstance(v, plain)}
+                  for name, module in net.named_modules()}
+    return attributes, repr(net), {k: tuple(v.shape) for k, v in net.state_dict().items()}
+
+
 def training_log(experiment_dir):
     """The text of every train_*.log of an experiment, oldest first."""
     return '\n'.join(p.read_text() for p in sorted(Path(experiment_dir).glob('train_*.log')))

@@ -11,6 +11,7 @@ from basicsr.models.sr_model import SRModel
 from spandrel.architectures.HAT import HAT as SpandrelHAT
 
 from losses_plugin.archs.hat_arch import HAT
+from conftest import construction
 
 # network_g of the authors' options/test/HAT_SRx4.yml (XPixelGroup/HAT), the released HAT_SRx4.pth
 AUTHORS_HAT_SRX4 = {'upscale': 4, 'in_chans': 3, 'img_size': 64, 'window_size': 16, 'compress_ratio': 3,
@@ -32,15 +33,6 @@ def test_defaults_are_the_authors_hat_srx4():
         assert list(defaults[name]) == value if name in ('depths', 'num_heads') else defaults[name] == value, name
 
 
-def built(net):
-    """What a network was built with: every module's plain attributes (its attention scale, drop-path
-    probability, checkpointing, ...), its printed form (dropout probabilities) and its parameter shapes."""
-    plain = (int, float, bool, str, tuple, list, dict, type(None))
-    attributes = {name: {k: v for k, v in vars(module).items() if not k.startswith('_') and isinstance(v, plain)}
-                  for name, module in net.named_modules()}
-    return attributes, repr(net), {k: tuple(v.shape) for k, v in net.state_dict().items()}
-
-
 # the rest of the authors' HAT-SR x4 network_g: hat_arch.py's own defaults, which their options leave as they are
 AUTHORS_HAT_DEFAULTS = {'num_feat': 64, 'patch_size': 1, 'qkv_bias': True, 'qk_scale': None, 'drop_rate': 0.,
                         'attn_drop_rate': 0., 'drop_path_rate': 0.1, 'ape': False, 'patch_norm': True,
@@ -52,7 +44,7 @@ def test_the_defaults_build_the_authors_hat_srx4():
     torch.manual_seed(0)
     ours = HAT()
     theirs = SpandrelHAT(**AUTHORS_HAT_SRX4, **AUTHORS_HAT_DEFAULTS)
-    assert built(ours) == built(theirs)
+    assert construction(ours) == construction(theirs)
     assert sum(p.numel() for p in ours.parameters()) == pytest.approx(20.8e6, rel=0.01)
 
 
@@ -64,7 +56,7 @@ def test_every_option_reaches_spandrels_network():
                'drop_rate': 0.2, 'attn_drop_rate': 0.3, 'drop_path_rate': 0.2, 'ape': True, 'patch_norm': False,
                'use_checkpoint': True}
     assert set(options) == set(inspect.signature(HAT).parameters)
-    assert built(HAT(**options)) == built(SpandrelHAT(**options))
+    assert construction(HAT(**options)) == construction(SpandrelHAT(**options))
 
 
 def test_output_is_upscaled_and_inputs_are_padded_to_the_window_size():

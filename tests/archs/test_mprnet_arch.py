@@ -8,6 +8,7 @@ from basicsr.archs import build_network
 from basicsr.models import build_model
 from basicsr.utils.registry import ARCH_REGISTRY
 
+from conftest import construction
 from losses_plugin.checks import OptionError
 
 TINY = {'type': 'MPRNet', 'n_feat': 8, 'scale_unetfeats': 4, 'scale_orsnetfeats': 4, 'num_cab': 1, 'reduction': 2}
@@ -24,6 +25,27 @@ def tiny(seed=0):
 def test_defaults_are_the_authors_deblurring_configuration():
     defaults = {name: p.default for name, p in inspect.signature(ARCH_REGISTRY.get('MPRNet')).parameters.items()}
     assert defaults == AUTHORS_DEBLURRING
+
+
+def test_the_defaults_build_the_authors_deblurring_network():
+    """Built, not read from the signature: every default reaches spandrel's modules."""
+    from spandrel_extra_arches.architectures.MPRNet import MPRNet as SpandrelMPRNet
+
+    ours, theirs = build_network({'type': 'MPRNet'}), SpandrelMPRNet(**AUTHORS_DEBLURRING)
+    assert [name for name, _ in ours.named_children()] == [name for name, _ in theirs.named_children()]
+    for (name, module), (_, reference) in zip(ours.named_children(), theirs.named_children()):
+        assert construction(module) == construction(reference), name
+
+
+def test_every_option_reaches_spandrels_network():
+    from spandrel_extra_arches.architectures.MPRNet import MPRNet as SpandrelMPRNet
+
+    options = {'in_c': 3, 'out_c': 3, 'n_feat': 6, 'scale_unetfeats': 5, 'scale_orsnetfeats': 3, 'num_cab': 2,
+               'kernel_size': 5, 'reduction': 3, 'bias': True}
+    assert set(options) == set(inspect.signature(ARCH_REGISTRY.get('MPRNet')).parameters)
+    ours, theirs = build_network(dict(options, type='MPRNet')), SpandrelMPRNet(**options)
+    for (name, module), (_, reference) in zip(ours.named_children(), theirs.named_children()):
+        assert construction(module) == construction(reference), name
 
 
 def test_state_dict_is_the_authors_layout_as_spandrel_detects_it():
@@ -70,15 +92,16 @@ def test_forward_is_the_final_stage_and_return_stages_gives_all_three_final_firs
     assert not torch.equal(stages[0], stages[1]) and not torch.equal(stages[1], stages[2])
 
 
-def test_sides_not_multiples_of_8_are_reflect_padded_and_cropped_back():
+@pytest.mark.parametrize('size, pad', [((13, 21), (0, 3, 0, 3)), ((13, 16), (0, 0, 0, 3)), ((16, 21), (0, 3, 0, 0))])
+def test_sides_not_multiples_of_8_are_reflect_padded_and_cropped_back(size, pad):
     net = tiny().eval()
-    x = torch.rand(1, 3, 13, 21)
+    x = torch.rand(1, 3, *size)
     with torch.no_grad():
         stages = net(x, return_stages=True)
-        padded = net(torch.nn.functional.pad(x, (0, 3, 0, 3), mode='reflect'), return_stages=True)
+        padded = net(torch.nn.functional.pad(x, pad, mode='reflect'), return_stages=True)
     for ours, full in zip(stages, padded):
         assert ours.shape == x.shape
-        assert torch.equal(ours, full[..., :13, :21])
+        assert torch.equal(ours, full[..., :size[0], :size[1]])
     with pytest.raises(ValueError, match='at least 8x8'):
         net(torch.rand(1, 3, 7, 16))
 
