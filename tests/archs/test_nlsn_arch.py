@@ -20,8 +20,9 @@ def rotations(dim, n_hashes, length, chunk_size, seed=0):
     return torch.randn(dim, n_hashes, bucket_count(length, chunk_size) // 2, generator=generator, dtype=torch.float64)
 
 
-def loop_attention(query, value, rots, chunk_size):
-    """The authors' algorithm spelt out per image, round and chunk (slow, obvious)."""
+def loop_attention(query, value, rots, chunk_size, eps=5e-5):
+    """The authors' algorithm spelt out per image, round and chunk (slow, obvious); ``eps``: of the keys'
+    normalisation."""
     n, length, _ = query.shape
     chunk = min(chunk_size, length)
     result = torch.zeros(n, length, value.shape[-1], dtype=query.dtype)
@@ -37,7 +38,7 @@ def loop_attention(query, value, rots, chunk_size):
             out, norm = torch.zeros(length, value.shape[-1], dtype=query.dtype), torch.zeros(length, dtype=query.dtype)
             for k in range(chunks):
                 near = [k, (k - 1) % chunks, (k + 1) % chunks]
-                keys = torch.cat([F.normalize(q[j * chunk:(j + 1) * chunk], dim=-1, eps=5e-5) for j in near])
+                keys = torch.cat([F.normalize(q[j * chunk:(j + 1) * chunk], dim=-1, eps=eps) for j in near])
                 values = torch.cat([v[j * chunk:(j + 1) * chunk] for j in near])
                 for i in range(k * chunk, min((k + 1) * chunk, length)):  # padded queries are dropped
                     scores = keys @ q[i]
@@ -110,6 +111,17 @@ def test_attention_matches_the_authors_algorithm_loop_by_loop(length, chunk, n_h
     assert codes.shape == (2, n_hashes, length) and codes.max() < 2 * rots.shape[-1]
 
 
+def test_keys_shorter_than_the_authors_epsilon_are_divided_by_it():
+    """F.normalize's eps is the authors' 5e-5: a key of norm 1e-6 becomes 0.02 long, not a unit vector."""
+    torch.manual_seed(1)
+    query, value = torch.randn(1, 12, 4, dtype=torch.float64), torch.randn(1, 12, 3, dtype=torch.float64)
+    query[0, 3] = 1e-6 * F.normalize(query[0, 3], dim=-1)
+    rots = rotations(4, 2, 12, 4)
+    out = non_local_sparse_attention(query, value, rots, 4)
+    assert torch.allclose(out, loop_attention(query, value, rots, 4))
+    assert not torch.allclose(out, loop_attention(query, value, rots, 4, eps=1e-12))  # unit keys: another result
+
+
 def test_batch_items_are_independent():
     torch.manual_seed(2)
     query, value = torch.randn(3, 30, 4, dtype=torch.float64), torch.randn(3, 30, 3, dtype=torch.float64)
@@ -129,6 +141,15 @@ def test_attention_block_gradients_float64():
         return block(inp)
 
     assert torch.autograd.gradcheck(seeded, (x, ), eps=1e-6, atol=1e-5)
+
+
+def test_attention_block_defaults_are_the_authors():
+    """The block alone, as NLSN builds it by default: 4 rounds, chunks of 144, a match embedding of 256 / 4
+    channels, res_scale 0.1."""
+    block = NonLocalSparseAttention()
+    assert (block.n_hashes, block.chunk_size, block.res_scale) == (4, 144, 0.1)
+    assert block.conv_match[0].weight.shape == (64, 256, 3, 3)
+    assert block.conv_assembly[0].weight.shape == (256, 256, 1, 1)
 
 
 def test_block_is_residual_with_res_scale():
