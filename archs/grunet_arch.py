@@ -136,8 +136,10 @@ class GatedRecurrentConv3d(nn.Module):
             layers['conv'] = BandConv3d(in_channels, gates, kernel_size, stride, padding, bias=bias)
         elif kind == 'deconv':
             layers['deconv'] = BandConvTranspose3d(in_channels, gates, kernel_size, 1, padding, bias=bias)
-        else:
+        elif kind == 'upsample':
             layers['upsample_conv'] = UpsampleConv3d(in_channels, gates)
+        else:
+            raise ValueError(f"GatedRecurrentConv3d: kind must be 'conv', 'deconv' or 'upsample', got {kind!r}")
         self.conv = nn.Sequential(layers)  # named as in the authors' code: their checkpoints load
         self.hidden_channels = hidden_channels
         self.bidirectional = bidirectional

@@ -7,7 +7,7 @@ from basicsr.models.base_model import BaseModel
 from torch import nn
 
 from losses_plugin.archs.grunet_arch import (BandConv3d, BandConvTranspose3d, GatedRecurrentConv3d, GRUNet,
-                                             quasi_recurrent_pool)
+                                             ResidualRecurrentBlock, quasi_recurrent_pool)
 from losses_plugin.checks import OptionError
 
 
@@ -42,7 +42,9 @@ def test_defaults_are_the_released_dphsir_denoiser():
     # QRNN3D's initialisation: He normal with fan_out, std sqrt(2 / (out_channels * 27)); biases 0
     assert params['Conv5.conv2.conv.conv.weight'].std().item() == pytest.approx((2 / (512 * 27)) ** 0.5, rel=0.02)
     assert params['Conv.conv.deconv.bias'].abs().max() > 0  # a transposed convolution: PyTorch's default
-    assert sum(isinstance(m, nn.BatchNorm3d) for m in GRUNet(bn=True).modules()) == 34  # one per unit
+    with_bn = GRUNet(bn=True)
+    assert sum(isinstance(m, nn.BatchNorm3d) for m in with_bn.modules()) == 34  # one per unit
+    assert 'Conv1.conv.bn.running_mean' in with_bn.state_dict()  # the authors' name: their BN checkpoints load
 
 
 def deterministic_weights(net):
@@ -105,6 +107,24 @@ def test_units_recur_along_the_band_axis():
     assert moved[:2, 0, 0].min() > 1e-4 and moved[2:].max() == 0
     both = GatedRecurrentConv3d(2, 3, kernel_size=1, bidirectional=True)
     assert (both(changed) - both(x)).abs().amax(dim=(0, 1))[:, 0, 0].min() > 1e-4
+
+
+def test_a_residual_block_runs_all_three_units_in_its_direction():
+    torch.manual_seed(0)
+    block = ResidualRecurrentBlock(2, 3, 'conv', bn=False)
+    x = torch.rand(1, 2, 4, 3, 3)
+    for reverse in (False, True):
+        expected = block.conv2(block.conv1(x, reverse), reverse) + block.conv_residual(x, reverse)
+        assert torch.equal(block(x, reverse), expected)
+    assert not torch.allclose(block(x, True), block(x, False))
+
+
+def test_units_are_built_as_asked():
+    assert GatedRecurrentConv3d(2, 3, 'conv', bias=True).conv.conv.bias.shape == (6, )
+    assert GatedRecurrentConv3d(2, 3, 'deconv', bias=True).conv.deconv.bias.shape == (6, )
+    assert GatedRecurrentConv3d(2, 3, 'conv').conv.conv.bias is None
+    with pytest.raises(ValueError, match="kind must be 'conv', 'deconv' or 'upsample', got 'up'"):
+        GatedRecurrentConv3d(2, 3, 'up')
 
 
 def tiny(**options):
