@@ -1,6 +1,8 @@
 """MPRNet (SPLoss Table 2): the authors' deblurring hyperparameters, their checkpoint layout loading
 through BasicSR's pretrain_network_g, the stage-output contract and the padding to multiples of 8."""
 import inspect
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -104,6 +106,23 @@ def test_sides_not_multiples_of_8_are_reflect_padded_and_cropped_back(size, pad)
         assert torch.equal(ours, full[..., :size[0], :size[1]])
     with pytest.raises(ValueError, match='at least 8x8'):
         net(torch.rand(1, 3, 7, 16))
+
+
+def test_the_smallest_input_is_8x8():
+    net = tiny().eval()
+    with torch.no_grad():
+        assert net(torch.rand(1, 3, 8, 8)).shape == (1, 3, 8, 8)
+    for size in ((7, 8), (8, 7)):
+        with pytest.raises(ValueError, match=f'at least 8x8 pixels, got {size[0]}x{size[1]}'):
+            net(torch.rand(1, 3, *size))
+
+
+def test_building_one_shows_no_warning_from_spandrels_other_architectures():
+    """spandrel-extra-arches imports CodeFormer, which calls the deprecated torch.jit.script; the build hides
+    that FutureWarning (a fresh process: the import happens once per process)."""
+    build = ("import losses_plugin; from basicsr.archs import build_network; "
+             f"build_network({dict(TINY)!r})")
+    subprocess.run([sys.executable, '-W', 'error::FutureWarning', '-c', build], check=True)
 
 
 def test_options_are_checked():
