@@ -1,6 +1,7 @@
 """Runs a paper's grid of experiments and writes its report beside the paper's numbers.
 
-    python scripts/reproduce.py --paper sploss|asymmetric|zhao|tlw|fgd --scale demo|full [--seeds N] [--force] [--launch]
+    python scripts/reproduce.py --paper sploss|asymmetric|zhao|tlw|fgd --scale demo|full [--seeds N] [--runs NAME ...]
+                                [--force] [--launch]
 
 - ``--scale demo``: trains each run's CPU twin (``options/demo/``) on the bundled demo data, one after
   the other (a seed finished earlier, here or in the report folder's ``seeds.json``, is skipped unless
@@ -8,6 +9,9 @@
 - ``--scale full``: checks that the prepared datasets exist (and refuses, saying how to prepare
   them, when they do not), prints the ``torchrun`` command of every run (``--launch`` runs them),
   then reports on whatever has finished.
+- ``--runs NAME ...`` trains (or, full scale, prints) only these runs of the grid, named by their option files
+  (``dncnn_s25_asy_l1``), in grid order; the report still covers the whole grid. For a grid too long for one
+  sitting: the cells a comparison needs first.
 - ``--seeds N`` (default 1) trains every run N times, seed 1 being the option file itself and seed i its
   copy with ``manual_seed`` + i - 1 under the name ``<name>_seed<k>`` (see ``reproduction/seeds.py``);
   each run's seeds are trained one after the other before the next run's.
@@ -23,6 +27,7 @@ import argparse
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import losses_plugin  # noqa: F401  (first: patches BasicSR and registers our classes)
 
@@ -55,6 +60,18 @@ def run_seeds(grid, scale, count):
         opt = read_option_file(path)
         out += [(run, seed, path, opt) for seed in seeds_of(opt, count)]
     return out
+
+
+def select_runs(grid, names):
+    """The grid with only the runs named (option-file stems), in grid order; all of it when ``names`` is empty."""
+    if not names:
+        return grid
+    known = [run.name for run in grid.runs]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise SystemExit(f'reproduce.py: --runs: {", ".join(unknown)} not in the {grid.key} grid, whose runs are '
+                         f'{", ".join(known)}')
+    return replace(grid, runs=tuple(run for run in grid.runs if run.name in names))
 
 
 def train_demo_runs(grid, seeds, force, out_dir):
@@ -144,6 +161,8 @@ def main():
     parser.add_argument('--force', action='store_true', help='rerun finished demo runs')
     parser.add_argument('--launch', action='store_true', help='full scale: run the torchrun commands')
     parser.add_argument('--nproc', type=int, default=8, help='full scale: processes (GPUs) per run')
+    parser.add_argument('--runs', nargs='+', default=[], metavar='NAME',
+                        help='train only these runs (option file names); the report covers the whole grid')
     parser.add_argument('--report-only', action='store_true', help='collect and report without training')
     parser.add_argument('--out', help='report folder (default results/<paper>/<scale>)')
     args = parser.parse_args()
@@ -151,11 +170,12 @@ def main():
         parser.error(f'--seeds must be at least 1, got {args.seeds}')
     grid = GRIDS[args.paper]
     out_dir = args.out or os.path.join('results', args.paper, args.scale)
+    selected = select_runs(grid, args.runs)
     if not args.report_only:
         if args.scale == 'demo':
-            train_demo_runs(grid, args.seeds, args.force, out_dir)
+            train_demo_runs(selected, args.seeds, args.force, out_dir)
         else:
-            full_runs(grid, args.seeds, args.launch, args.nproc)
+            full_runs(selected, args.seeds, args.launch, args.nproc)
     write_report(grid, args.scale, args.seeds, out_dir)
 
 

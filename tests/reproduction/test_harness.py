@@ -298,3 +298,26 @@ def test_full_scale_with_prepared_data_prints_one_torchrun_command_per_run(tmp_p
         second = read_option_file(str(tmp_path / seed2))
         assert second['manual_seed'] == first['manual_seed'] + 1 and second['name'] == Path(seed2).stem
     assert '(0 of 11 runs have results, 0 of 22 seeds)' in result.stdout
+
+
+def test_runs_selects_which_runs_train_and_the_report_still_covers_the_grid(tmp_path):
+    """--runs: only the named runs get their torchrun lines (in grid order, whatever the order given); the
+    report counts every run of the grid; a name not in the grid is refused with the grid's names."""
+    for run in GRIDS['fgd'].runs:
+        for dataset in read_option_file(str(REPO / 'options' / f'{run.name}.yml'))['datasets'].values():
+            for key in ('dataroot_gt', 'dataroot_lq'):
+                if dataset.get(key):
+                    (tmp_path / dataset[key]).mkdir(parents=True, exist_ok=True)
+    command = [PYTHON, str(REPO / 'scripts' / 'reproduce.py'), '--paper', 'fgd', '--scale', 'full', '--runs']
+    result = subprocess.run(command + ['fgd_edsr_x4_fgd', 'fgd_lapsrn_x3_cs'], cwd=tmp_path, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith('torchrun')]
+    assert [line.split(' -opt ')[1].split()[0].rsplit('/', 1)[-1] for line in lines] == [
+        'fgd_lapsrn_x3_cs.yml', 'fgd_edsr_x4_fgd.yml']
+    assert '(0 of 11 runs have results, 0 of 11 seeds)' in result.stdout
+    result = subprocess.run(command + ['fgd_edsr_x4_fgd', 'edsr_l1'], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        'reproduce.py: --runs: edsr_l1 not in the fgd grid, whose runs are '
+        + ', '.join(run.name for run in GRIDS['fgd'].runs))
