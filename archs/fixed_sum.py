@@ -10,9 +10,11 @@ in [0, 1]:
 import torch
 from torch import nn
 
+from losses_plugin.checks import is_number
+
 
 def check_k(k):
-    if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0 < k <= 1:
+    if not is_number(k) or not 0 < k <= 1:
         raise ValueError(f'FixedSum: k (the target mean weight) must be a number in (0, 1], got {k!r}')
 
 

@@ -31,10 +31,15 @@ def check_integer(owner, option, value, minimum):
         raise OptionError(f"{owner}: option '{option}' must be an integer >= {minimum}, got {value!r}")
 
 
+def is_number(value) -> bool:
+    """An int or a float, not a bool (YAML's ``true`` is an int to Python)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_number(owner, option, value, minimum=None, above=None, maximum=None):
     """``value`` of ``owner``'s ``option`` must be a number (not a bool), ``>= minimum``, ``> above`` and
     ``<= maximum`` where given."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         raise OptionError(f"{owner}: option '{option}' must be a number, got {value!r}")
     if minimum is not None and value < minimum:
         raise OptionError(f"{owner}: option '{option}' must be >= {minimum}, got {value!r}")

@@ -8,7 +8,7 @@ from functools import partial
 import cv2
 import numpy as np
 
-from losses_plugin.checks import OptionError
+from losses_plugin.checks import OptionError, is_number
 
 # Where each colour is sampled in a 2x2 Bayer tile, as (row, column) offsets; images are BGR (cv2).
 BAYER_PATTERNS = {
@@ -96,10 +96,6 @@ def jpeg(img, rng, quality=25, grid_shift=False):
     return decoded[dy:, dx:].astype(np.float32) / 255.
 
 
-def _number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _check_flag(where, name, value):
     if not isinstance(value, bool):
         raise OptionError(f'{where}.{name}: expected true or false, got {value!r}')
@@ -109,7 +105,7 @@ def _check_bayer_noise_demosaic(where, pattern='rggb', noise_a=0.005, noise_b=0.
     if pattern not in BAYER_PATTERNS:
         raise OptionError(f"{where}.pattern: expected one of {', '.join(BAYER_PATTERNS)}, got {pattern!r}")
     for name, value in (('noise_a', noise_a), ('noise_b', noise_b)):
-        if not _number(value) or value < 0:
+        if not is_number(value) or value < 0:
             raise OptionError(f'{where}.{name}: expected a number >= 0, got {value!r}')
     _check_flag(where, 'clip', clip)
 
@@ -127,10 +123,10 @@ def _check_jpeg(where, quality=25, grid_shift=False):
 def _check_gaussian_noise(where, sigma=None, sigma_range=None, clip=False):
     if (sigma is None) == (sigma_range is None):
         raise OptionError(f'{where}: give exactly one of sigma and sigma_range')
-    if sigma is not None and (not _number(sigma) or sigma < 0):
+    if sigma is not None and (not is_number(sigma) or sigma < 0):
         raise OptionError(f'{where}.sigma: expected a number >= 0 (0-255 scale), got {sigma!r}')
     if sigma_range is not None and (not isinstance(sigma_range, (list, tuple)) or len(sigma_range) != 2
-                                    or not all(map(_number, sigma_range)) or not 0 <= sigma_range[0] <= sigma_range[1]):
+                                    or not all(map(is_number, sigma_range)) or not 0 <= sigma_range[0] <= sigma_range[1]):
         raise OptionError(f'{where}.sigma_range: expected [low, high] with 0 <= low <= high, got {sigma_range!r}')
     _check_flag(where, 'clip', clip)
 

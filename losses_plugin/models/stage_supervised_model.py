@@ -24,7 +24,7 @@ from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from losses_plugin.checks import OptionError
+from losses_plugin.checks import OptionError, is_number
 from losses_plugin.losses.pixel_loss_base import at_least_float32
 
 
@@ -33,7 +33,7 @@ def read_stage_weights(value):
     if value is None:
         return None
     if (not isinstance(value, (list, tuple)) or not value
-            or any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in value)
+            or any(not is_number(w) or w < 0 for w in value)
             or not any(value)):
         raise OptionError(f'train.stage_weights: expected a list of numbers >= 0, not all 0, one per stage output, '
                           f'final stage first, got {value!r}')

@@ -26,7 +26,7 @@ already averaged; the loss check is agreed by one all-reduce), so parameters sta
 import torch
 from basicsr.utils import get_root_logger
 
-from losses_plugin.checks import OptionError
+from losses_plugin.checks import OptionError, is_number
 from losses_plugin.distributed import any_rank_each
 from losses_plugin.losses.pixel_loss_base import at_least_float32
 from losses_plugin.models.sharded_validation import model_networks
@@ -50,7 +50,7 @@ def _read_grad_clip(opt):
         raise OptionError(f'train.grad_clip: expected {{max_norm: <number > 0>[, norm_type: 2]}}, got {opt!r}')
     max_norm, norm_type = opt['max_norm'], opt.get('norm_type', 2.0)
     for key, value in (('max_norm', max_norm), ('norm_type', norm_type)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        if not is_number(value) or value <= 0:
             raise OptionError(f'train.grad_clip.{key}: expected a number > 0, got {value!r}')
     return float(max_norm), float(norm_type)
 
