@@ -83,11 +83,13 @@ def test_dncnn_has_no_bias_before_batchnorm_and_can_predict_the_image_itself():
         assert torch.equal(net(x), net.body(x))
 
 
-def test_lapsrn_adds_each_levels_residual_to_the_upsampled_image():
+@pytest.mark.parametrize('upscale, levels', [(2, 1), (3, 1), (4, 2), (8, 3)])
+def test_lapsrn_adds_each_levels_residual_to_the_upsampled_image(upscale, levels):
     """LapSRN's image branch: at every level, the upsampled image plus the residual the feature branch
-    predicts (a sign flip would subtract it)."""
+    predicts (a sign flip would subtract it); one residual convolution per level, the last being conv_last."""
     torch.manual_seed(0)
-    net = build_network({'type': 'LapSRN', 'num_feat': 4, 'depth': 1, 'upscale': 4}).double()
+    net = build_network({'type': 'LapSRN', 'num_feat': 4, 'depth': 1, 'upscale': upscale}).double()
+    assert len(net.levels) == len(net.image_upsamplers) == levels and len(net.residuals) == levels - 1
     for conv in list(net.residuals) + [net.conv_last]:
         torch.nn.init.normal_(conv.weight)
     x = torch.rand(1, 3, 6, 6, dtype=torch.float64)
