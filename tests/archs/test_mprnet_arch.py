@@ -29,14 +29,18 @@ def test_defaults_are_the_authors_deblurring_configuration():
     assert defaults == AUTHORS_DEBLURRING
 
 
+def assert_built_alike(ours, theirs):
+    """Our wrapper holds spandrel's modules under their names: the same modules, each built the same way."""
+    assert [name for name, _ in ours.named_children()] == [name for name, _ in theirs.named_children()]
+    for (name, module), (_, reference) in zip(ours.named_children(), theirs.named_children()):
+        assert construction(module) == construction(reference), name
+
+
 def test_the_defaults_build_the_authors_deblurring_network():
     """Built, not read from the signature: every default reaches spandrel's modules."""
     from spandrel_extra_arches.architectures.MPRNet import MPRNet as SpandrelMPRNet
 
-    ours, theirs = build_network({'type': 'MPRNet'}), SpandrelMPRNet(**AUTHORS_DEBLURRING)
-    assert [name for name, _ in ours.named_children()] == [name for name, _ in theirs.named_children()]
-    for (name, module), (_, reference) in zip(ours.named_children(), theirs.named_children()):
-        assert construction(module) == construction(reference), name
+    assert_built_alike(build_network({'type': 'MPRNet'}), SpandrelMPRNet(**AUTHORS_DEBLURRING))
 
 
 def test_every_option_reaches_spandrels_network():
@@ -45,9 +49,7 @@ def test_every_option_reaches_spandrels_network():
     options = {'in_c': 3, 'out_c': 3, 'n_feat': 6, 'scale_unetfeats': 5, 'scale_orsnetfeats': 3, 'num_cab': 2,
                'kernel_size': 5, 'reduction': 3, 'bias': True}
     assert set(options) == set(inspect.signature(ARCH_REGISTRY.get('MPRNet')).parameters)
-    ours, theirs = build_network(dict(options, type='MPRNet')), SpandrelMPRNet(**options)
-    for (name, module), (_, reference) in zip(ours.named_children(), theirs.named_children()):
-        assert construction(module) == construction(reference), name
+    assert_built_alike(build_network(dict(options, type='MPRNet')), SpandrelMPRNet(**options))
 
 
 def test_state_dict_is_the_authors_layout_as_spandrel_detects_it():

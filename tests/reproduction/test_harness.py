@@ -267,14 +267,19 @@ def test_full_scale_without_data_refuses_and_says_how_to_prepare(tmp_path):
            'exist' in result.stderr and 'Prepare it with: python scripts/prepare_dataset.py' in result.stderr
 
 
-def test_full_scale_with_prepared_data_prints_one_torchrun_command_per_run(tmp_path):
-    """The datasets' folders exist (empty stand-ins): every run of the grid gets its torchrun line, in grid order."""
-    grid = GRIDS['fgd']
+def prepare_empty_datasets(grid, root):
+    """Empty stand-ins under ``root`` for every dataset folder of the grid's full-scale option files."""
     for run in grid.runs:
         for dataset in read_option_file(str(REPO / 'options' / f'{run.name}.yml'))['datasets'].values():
             for key in ('dataroot_gt', 'dataroot_lq'):
                 if dataset.get(key):
-                    (tmp_path / dataset[key]).mkdir(parents=True, exist_ok=True)
+                    (root / dataset[key]).mkdir(parents=True, exist_ok=True)
+
+
+def test_full_scale_with_prepared_data_prints_one_torchrun_command_per_run(tmp_path):
+    """The datasets' folders exist (empty stand-ins): every run of the grid gets its torchrun line, in grid order."""
+    grid = GRIDS['fgd']
+    prepare_empty_datasets(grid, tmp_path)
     result = subprocess.run([PYTHON, str(REPO / 'scripts' / 'reproduce.py'), '--paper', 'fgd', '--scale', 'full',
                              '--nproc', '4'], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -303,11 +308,7 @@ def test_full_scale_with_prepared_data_prints_one_torchrun_command_per_run(tmp_p
 def test_runs_selects_which_runs_train_and_the_report_still_covers_the_grid(tmp_path):
     """--runs: only the named runs get their torchrun lines (in grid order, whatever the order given); the
     report counts every run of the grid; a name not in the grid is refused with the grid's names."""
-    for run in GRIDS['fgd'].runs:
-        for dataset in read_option_file(str(REPO / 'options' / f'{run.name}.yml'))['datasets'].values():
-            for key in ('dataroot_gt', 'dataroot_lq'):
-                if dataset.get(key):
-                    (tmp_path / dataset[key]).mkdir(parents=True, exist_ok=True)
+    prepare_empty_datasets(GRIDS['fgd'], tmp_path)
     command = [PYTHON, str(REPO / 'scripts' / 'reproduce.py'), '--paper', 'fgd', '--scale', 'full', '--runs']
     result = subprocess.run(command + ['fgd_edsr_x4_fgd', 'fgd_lapsrn_x3_cs'], cwd=tmp_path, capture_output=True,
                             text=True)
