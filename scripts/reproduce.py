@@ -126,8 +126,8 @@ def collect(grid, scale, seeds, record):
         metrics = read_final_metrics(os.path.join('tb_logger', seed.experiment))
         if validated_at(metrics, total_iter):
             record_seed(record, seed.experiment, metrics, total_iter)
-        elif recorded_seed(record, seed.experiment, total_iter):
-            metrics = record[seed.experiment]['metrics']
+        elif entry := recorded_seed(record, seed.experiment, total_iter):
+            metrics = entry['metrics']
             recorded.append(seed.experiment)
         else:
             unfinished.append(seed.experiment)
