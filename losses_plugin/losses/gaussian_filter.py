@@ -23,6 +23,16 @@ def check_sigmas(loss_name, sigmas):
         raise OptionError(f"{loss_name}: option 'sigmas' must be a non-empty list of positive numbers, got {sigmas!r}")
 
 
+def check_window_fits(owner, size, radius, padding):
+    """Raises ValueError, naming ``owner``, where a (2*radius+1)^2 window cannot filter (H, W) images by ``padding``."""
+    h, w = size
+    if padding == 'valid' and min(h, w) < 2 * radius + 1:
+        raise ValueError(f'{owner}: a {2 * radius + 1}x{2 * radius + 1} Gaussian window does not fit a {h}x{w} image '
+                         "with padding 'valid'; use padding 'reflect' or 'zero', or a smaller sigma")
+    if padding == 'reflect' and min(h, w) <= radius:
+        raise ValueError(f"{owner}: padding 'reflect' by {radius} needs images larger than {radius} px, got {h}x{w}")
+
+
 def gaussian_kernel_1d(sigma, radius, dtype=torch.float32, device=None):
     """Normalised samples of a Gaussian of std ``sigma`` at -radius..radius."""
     x = torch.arange(-radius, radius + 1, dtype=torch.float64, device=device)
@@ -42,15 +52,10 @@ def gaussian_filter(x, sigmas, radius, padding='valid'):
         Tensor: (N, C, K, H', W').
     """
     n, c, h, w = x.shape
-    if padding == 'valid':
-        if min(h, w) < 2 * radius + 1:
-            raise ValueError(f'a {2 * radius + 1}x{2 * radius + 1} Gaussian window does not fit a {h}x{w} image '
-                             "with padding 'valid'; use padding 'reflect' or 'zero', or a smaller sigma")
-    elif padding == 'reflect':
-        if min(h, w) <= radius:
-            raise ValueError(f"padding 'reflect' by {radius} needs images larger than {radius} px, got {h}x{w}")
+    check_window_fits('gaussian_filter', (h, w), radius, padding)
+    if padding == 'reflect':
         x = F.pad(x, (radius, radius, radius, radius), mode='reflect')
-    else:
+    elif padding == 'zero':
         x = F.pad(x, (radius, radius, radius, radius))
     if filters_by_matmul((h, w), radius, padding):
         return _filter_by_matmul(x, tuple(sigmas), radius)

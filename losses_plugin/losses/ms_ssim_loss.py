@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from basicsr.utils.registry import LOSS_REGISTRY
 
-from losses_plugin.losses.gaussian_filter import PADDINGS, check_sigmas
+from losses_plugin.losses.gaussian_filter import PADDINGS, check_sigmas, check_window_fits
 from losses_plugin.checks import check_choice, check_number
 from losses_plugin.losses.pixel_loss_base import PixelLoss, as_images
 from losses_plugin.losses.ssim_loss import (luminance_and_contrast_structure, luminance_and_contrast_structure_against,
@@ -92,6 +92,7 @@ class MSSSIMLoss(PixelLoss):
         pred, target = as_images(pred), as_images(target)
         if self.mode == 'pyramid':
             return ms_ssim_pyramid(pred, target, data_range=self.data_range)[..., None, None]
+        check_window_fits('MSSSIMLoss', pred.shape[-2:], int(2 * max(self.sigmas)), self.padding)
         return ms_ssim_sigmas_map(pred, target, self.sigmas, self.data_range, self.padding)
 
     def loss_map(self, pred, target):

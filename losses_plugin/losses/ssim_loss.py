@@ -3,7 +3,7 @@
 import torch
 from basicsr.utils.registry import LOSS_REGISTRY
 
-from losses_plugin.losses.gaussian_filter import PADDINGS, filters_by_matmul, gaussian_filter
+from losses_plugin.losses.gaussian_filter import PADDINGS, check_window_fits, filters_by_matmul, gaussian_filter
 from losses_plugin.checks import OptionError, check_choice, check_number
 from losses_plugin.losses.pixel_loss_base import PixelLoss, as_images
 
@@ -96,6 +96,7 @@ class SSIMLoss(PixelLoss):
         self.radius = default_window_radius(sigma) if window_size is None else window_size // 2
 
     def ssim_map(self, pred, target):
+        check_window_fits('SSIMLoss', pred.shape[-2:], self.radius, self.padding)
         luminance, contrast_structure = luminance_and_contrast_structure(
             as_images(pred), as_images(target), (self.sigma,), self.radius, self.data_range, self.padding)
         return (luminance * contrast_structure)[:, :, 0]

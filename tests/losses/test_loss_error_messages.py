@@ -291,19 +291,31 @@ TENSOR_ERRORS = [
      '^' + re.escape('UDLLoss needs the uncertainty s, which UDLModel provides: use model_type: UDLModel') + '$'),
     ('UDLLoss-s-shape', lambda: UDLLoss()(img(1, 1, 2, 2), img(1, 1, 2, 2), s=torch.zeros(1, 2, 2, 2)),
      '^' + re.escape('UDLLoss: s of shape (1, 2, 2, 2) does not broadcast to (1, 1, 2, 2)') + '$'),
-    # MSSSIMLoss pyramid and the Gaussian windows (gaussian_filter: no loss name in these two)
+    # MSSSIMLoss pyramid and the Gaussian windows, each named by the loss that filters
     ('MSSSIMLoss-pyramid-small', lambda: MSSSIMLoss(mode='pyramid')(img(1, 1, 160, 161), img(1, 1, 160, 161)),
      '^' + re.escape("MSSSIMLoss: mode 'pyramid' with 5 levels needs images of at least 161x161, got (160, 161); "
                      "use mode 'sigmas'") + '$'),
     ('SSIMLoss-valid-window', lambda: SSIMLoss(sigma=0.5)(img(1, 1, 4, 5), img(1, 1, 4, 5)),
-     '^' + re.escape("a 5x5 Gaussian window does not fit a 4x5 image with padding 'valid'; use padding 'reflect' or "
-                     "'zero', or a smaller sigma") + '$'),
+     '^' + re.escape("SSIMLoss: a 5x5 Gaussian window does not fit a 4x5 image with padding 'valid'; use padding "
+                     "'reflect' or 'zero', or a smaller sigma") + '$'),
+    ('SSIMLoss-valid-window-size', lambda: SSIMLoss(window_size=7)(img(1, 1, 6, 9), img(1, 1, 6, 9)),
+     '^' + re.escape("SSIMLoss: a 7x7 Gaussian window does not fit a 6x9 image with padding 'valid'")),
     ('MSSSIMLoss-valid-window', lambda: MSSSIMLoss()(img(1, 1, 32, 33), img(1, 1, 32, 33)),
-     '^' + re.escape("a 33x33 Gaussian window does not fit a 32x33 image with padding 'valid'")),
+     '^' + re.escape("MSSSIMLoss: a 33x33 Gaussian window does not fit a 32x33 image with padding 'valid'")),
+    ('MSSSIMLoss-valid-window-sigmas', lambda: MSSSIMLoss(sigmas=[2.0, 1.0])(img(1, 1, 9, 8), img(1, 1, 9, 8)),
+     '^' + re.escape("MSSSIMLoss: a 9x9 Gaussian window does not fit a 9x8 image with padding 'valid'")),
+    ('MSSSIMLoss-reflect-small', lambda: MSSSIMLoss(padding='reflect')(img(1, 1, 16, 17), img(1, 1, 16, 17)),
+     '^' + re.escape("MSSSIMLoss: padding 'reflect' by 16 needs images larger than 16 px, got 16x17") + '$'),
+    ('MSSSIML1Loss-valid-window', lambda: MSSSIML1Loss(sigmas=[1.0, 3.0])(img(1, 1, 13, 12), img(1, 1, 13, 12)),
+     '^' + re.escape("MSSSIML1Loss: a 13x13 Gaussian window does not fit a 13x12 image with padding 'valid'")),
+    ('MSSSIML1Loss-reflect-small', lambda: MSSSIML1Loss(padding='reflect')(img(1, 1, 17, 16), img(1, 1, 17, 16)),
+     '^' + re.escape("MSSSIML1Loss: padding 'reflect' by 16 needs images larger than 16 px, got 17x16") + '$'),
     ('SSIMLoss-reflect-small', lambda: SSIMLoss(sigma=0.5, padding='reflect')(img(1, 1, 2, 3), img(1, 1, 2, 3)),
-     '^' + re.escape("padding 'reflect' by 2 needs images larger than 2 px, got 2x3") + '$'),
+     '^' + re.escape("SSIMLoss: padding 'reflect' by 2 needs images larger than 2 px, got 2x3") + '$'),
     ('gaussian_filter-reflect-small', lambda: gaussian_filter(img(1, 1, 5, 4), [1.0], 4, 'reflect'),
-     '^' + re.escape("padding 'reflect' by 4 needs images larger than 4 px, got 5x4") + '$'),
+     '^' + re.escape("gaussian_filter: padding 'reflect' by 4 needs images larger than 4 px, got 5x4") + '$'),
+    ('gaussian_filter-valid-window', lambda: gaussian_filter(img(1, 1, 8, 9), [1.0], 4, 'valid'),
+     '^' + re.escape("gaussian_filter: a 9x9 Gaussian window does not fit a 8x9 image with padding 'valid'")),
     # MSSSIMJudge
     ('MSSSIMJudge-small', lambda: MSSSIMJudge()(img(1, 1, 10, 11), img(1, 1, 10, 11)),
      '^' + re.escape('TLW judge ms_ssim: images of (10, 11) are smaller than one 11x11 window; use larger gt_size or '

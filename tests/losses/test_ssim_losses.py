@@ -123,7 +123,7 @@ def test_one_and_three_channels_video_and_half():
 
 def test_window_must_fit():
     x, y = pair(shape=(1, 3, 20, 20))
-    with pytest.raises(ValueError, match="a 33x33 Gaussian window does not fit a 20x20 image with padding 'valid'"):
+    with pytest.raises(ValueError, match="MSSSIML1Loss: a 33x33 Gaussian window does not fit a 20x20 image with padding 'valid'"):
         MSSSIML1Loss()(x, y)
     assert MSSSIML1Loss(padding='zero')(x, y).item() > 0
     with pytest.raises(ValueError, match="mode 'pyramid' with 5 levels needs images of at least 161x161"):
