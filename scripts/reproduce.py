@@ -31,6 +31,7 @@ from dataclasses import replace
 
 import losses_plugin  # noqa: F401  (first: patches BasicSR and registers our classes)
 
+import torch
 from tqdm import tqdm
 
 from losses_plugin.options import OptionError, check_dataset_paths, read_option_file
@@ -86,9 +87,11 @@ def train_demo_runs(grid, seeds, force, out_dir):
             tqdm.write(f'{seed.experiment}: recorded in {os.path.join(out_dir, RECORD_FILE)} '
                        f'({recorded["recorded"]}), skipped (--force reruns it)')
             continue
+        threads = None
         if not force and run_is_finished('.', seed.experiment, total_iter):
             tqdm.write(f'{seed.experiment}: finished earlier, skipped (--force reruns it)')
         else:
+            threads = torch.get_num_threads()  # the child inherits OMP_NUM_THREADS: its count is ours
             command = [sys.executable, '-m', 'losses_plugin', 'train', '-opt', seed_option_file(path, opt, seed)]
             command += [] if force else ['--auto_resume']
             tqdm.write(f'{seed.experiment}: {" ".join(command)}')
@@ -96,7 +99,7 @@ def train_demo_runs(grid, seeds, force, out_dir):
                 raise SystemExit(f'{seed.experiment} failed; its log is in experiments/{seed.experiment}/')
         metrics = read_final_metrics(os.path.join('tb_logger', seed.experiment))
         if validated_at(metrics, total_iter):
-            record_seed(record, seed.experiment, metrics, total_iter)
+            record_seed(record, seed.experiment, metrics, total_iter, threads)
             write_record(out_dir, record)
 
 

@@ -10,7 +10,8 @@ RECORD_FILE = 'seeds.json'
 
 
 def read_record(out_dir: str) -> dict:
-    """``{experiment: {'total_iter', 'recorded', 'commit', 'metrics': {set: {metric: (value, step)}}}}``."""
+    """``{experiment: {'total_iter', 'recorded', 'commit', 'metrics': {set: {metric: (value, step)}}, 'threads'}}``;
+    ``threads`` (the CPU threads it trained with) only where reproduce.py trained the seed itself."""
     path = os.path.join(out_dir, RECORD_FILE)
     if not os.path.isfile(path):
         return {}
@@ -35,13 +36,17 @@ def recorded_seed(record: dict, experiment: str, total_iter: int) -> dict | None
     return entry if entry is not None and entry['total_iter'] == total_iter else None
 
 
-def record_seed(record: dict, experiment: str, metrics: dict, total_iter: int) -> None:
-    """Enters metrics read from a seed's TensorBoard log into ``record``, dated today at the checked-out commit;
-    an entry with the same metrics and total_iter keeps its first date and commit (the seed's training)."""
+def record_seed(record: dict, experiment: str, metrics: dict, total_iter: int, threads: int | None = None) -> None:
+    """Enters metrics read from a seed's TensorBoard log into ``record``, dated today at the checked-out commit,
+    with the CPU ``threads`` it trained with where known (on a CPU the float summation order, and so the digits
+    of a run, follow the thread count); an entry with the same metrics and total_iter keeps its first date,
+    commit and threads (the seed's training)."""
     old = record.get(experiment)
     if old is None or old['metrics'] != metrics or old['total_iter'] != total_iter:
         record[experiment] = {'total_iter': total_iter, 'recorded': datetime.date.today().isoformat(),
                               'commit': current_commit(), 'metrics': metrics}
+        if threads is not None:
+            record[experiment]['threads'] = threads
 
 
 def current_commit() -> str | None:

@@ -243,6 +243,7 @@ def test_demo_training_skips_recorded_seeds_and_records_each_seed_as_it_finishes
         return subprocess.CompletedProcess(command, 0)
 
     monkeypatch.setattr(reproduce.subprocess, 'run', fake_training)
+    monkeypatch.setattr(reproduce.torch, 'get_num_threads', lambda: 3)
     grid = replace(GRIDS['sploss'], runs=GRIDS['sploss'].runs[:2])
     with pytest.raises(SystemExit, match='^demo_edsr_sploss_seed11 failed; its log is in'):
         reproduce.train_demo_runs(grid, 2, False, str(out))
@@ -252,6 +253,9 @@ def test_demo_training_skips_recorded_seeds_and_records_each_seed_as_it_finishes
     record = json.loads((out / 'seeds.json').read_text())
     assert record['demo_edsr_sploss']['metrics']['DemoVal']['psnr'] == [pytest.approx(31.0), 600]
     assert record['demo_edsr_l1']['recorded'] == '2026-01-01'  # kept, not retrained
+    # the digits of a CPU run follow its thread count: each seed trained here says how many it had
+    assert record['demo_edsr_sploss']['threads'] == record['demo_edsr_l1_seed11']['threads'] == 3
+    assert 'threads' not in record['demo_edsr_l1']
 
     trained.clear()
     with pytest.raises(SystemExit, match='^demo_edsr_sploss failed'):  # --force retrains recorded seeds too
