@@ -149,6 +149,11 @@ def signed(value):
     return '' if value is None else f'{value:+.4f}'
 
 
+def counted(n: int, singular: str, plural: str) -> str:
+    """``n`` and the verb that agrees with it: counted(1, 'has', 'have') == '1 has'."""
+    return f'{n} {singular if n == 1 else plural}'
+
+
 def markdown(grid, scale, results, figures, seeds=1, unfinished=(), recorded=None):
     """The report; ``unfinished``: experiments (seeds) not finished, named as left out of every table;
     ``recorded``: ``{experiment: record entry}`` of the seeds read from ``seeds.json`` (no log left here)."""
@@ -202,9 +207,10 @@ def markdown(grid, scale, results, figures, seeds=1, unfinished=(), recorded=Non
                          f'{same} |')
         counts = {k: sum(c.measured == k for c in pairs) for k in ('agrees', 'disagrees', 'no effect beyond noise')}
         untested = len(pairs) - sum(counts.values())
-        lines += ['', f'Of {len(pairs)} comparisons: {counts["agrees"]} agree with the paper\'s claim beyond seed '
-                  f'noise, {counts["disagrees"]} disagree beyond seed noise, {counts["no effect beyond noise"]} '
-                  'are within noise' + (f', {untested} have one seed (no noise verdict)' if untested else '') + '.']
+        lines += ['', f'Of {len(pairs)} comparisons: {counted(counts["agrees"], "agrees", "agree")} with the paper\'s '
+                  f'claim beyond seed noise, {counted(counts["disagrees"], "disagrees", "disagree")} beyond seed noise, '
+                  f'{counted(counts["no effect beyond noise"], "is", "are")} within noise'
+                  + (f', {counted(untested, "has", "have")} one seed (no noise verdict)' if untested else '') + '.']
         lines += ['', '## Measured direction beside the paper\'s claim, per method', '']
         lines += per_method_lines(grid, pairs)
     if figures:

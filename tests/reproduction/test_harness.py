@@ -107,8 +107,8 @@ def test_two_seed_report_gives_mean_std_and_calls_each_comparison_real_or_within
     assert '| Method | Baseline | DemoVal | psnr | higher | +0.4000 | 0.1000 | +0.5000 | real | agrees | yes |' in text
     assert '| Method | Baseline | DemoVal | niqe | lower | -0.2000 | 0.4000 | -0.5000 | within noise | no effect ' \
            'beyond noise | yes |' in text
-    assert 'Of 2 comparisons: 1 agree with the paper\'s claim beyond seed noise, 0 disagree beyond seed noise, ' \
-           '1 are within noise.' in text
+    assert 'Of 2 comparisons: 1 agrees with the paper\'s claim beyond seed noise, 0 disagree beyond seed noise, ' \
+           '1 is within noise.' in text  # the verb agrees with the count
     assert '- **Method** vs Baseline (DemoVal): psnr +0.4000 (claim: higher, paper +0.5000): agrees; niqe -0.2000 ' \
            '(claim: lower, paper -0.5000): no effect beyond noise.' in text
 
