@@ -2,7 +2,7 @@
 from basicsr.utils.registry import LOSS_REGISTRY
 
 from losses_plugin.losses.gaussian_filter import PADDINGS, check_sigmas, check_window_fits, gaussian_filter
-from losses_plugin.losses.ms_ssim_loss import PAPER_SIGMAS, ms_ssim_sigmas_map
+from losses_plugin.losses.ms_ssim_loss import PAPER_SIGMAS, ms_ssim_sigmas_map, sigmas_radius
 from losses_plugin.checks import OptionError, check_choice, check_number
 from losses_plugin.losses.pixel_loss_base import PixelLoss, as_images
 
@@ -33,9 +33,10 @@ class MSSSIML1Loss(PixelLoss):
 
     def loss_map(self, pred, target):
         pred, target = as_images(pred), as_images(target)
-        check_window_fits('MSSSIML1Loss', pred.shape[-2:], int(2 * self.sigmas[-1]), self.padding)
+        radius = sigmas_radius(self.sigmas)
+        check_window_fits('MSSSIML1Loss', pred.shape[-2:], radius, self.padding)
         ms_ssim = ms_ssim_sigmas_map(pred, target, self.sigmas, self.data_range, self.padding)
-        l1 = gaussian_filter((pred - target).abs(), self.sigmas[-1:], int(2 * self.sigmas[-1]), self.padding)[:, :, 0]
+        l1 = gaussian_filter((pred - target).abs(), self.sigmas[-1:], radius, self.padding)[:, :, 0]
         return self.alpha * (1 - ms_ssim) + (1 - self.alpha) * l1 / self.data_range
 
     def weight_map(self, pred, target):

@@ -22,11 +22,16 @@ WANG_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 PYRAMID_SIGMA, PYRAMID_RADIUS = 1.5, 5
 
 
+def sigmas_radius(sigmas):
+    """Half-width of mode 'sigmas' windows: every Gaussian has the support of the largest, radius 2*max(sigma)."""
+    return int(2 * max(sigmas))
+
+
 def ms_ssim_sigmas_map(pred, target, sigmas=PAPER_SIGMAS, data_range=1.0, padding='valid'):
     """Per-pixel multi-sigma MS-SSIM; (N, C, H, W) -> (N, C, H', W'). The largest sigma gives l."""
     sigmas = sorted(sigmas)
     luminance, contrast_structure = luminance_and_contrast_structure(
-        pred, target, sigmas, int(2 * sigmas[-1]), data_range, padding)
+        pred, target, sigmas, sigmas_radius(sigmas), data_range, padding)
     return luminance[:, :, -1] * contrast_structure.prod(dim=2)
 
 
@@ -92,7 +97,7 @@ class MSSSIMLoss(PixelLoss):
         pred, target = as_images(pred), as_images(target)
         if self.mode == 'pyramid':
             return ms_ssim_pyramid(pred, target, data_range=self.data_range)[..., None, None]
-        check_window_fits('MSSSIMLoss', pred.shape[-2:], int(2 * max(self.sigmas)), self.padding)
+        check_window_fits('MSSSIMLoss', pred.shape[-2:], sigmas_radius(self.sigmas), self.padding)
         return ms_ssim_sigmas_map(pred, target, self.sigmas, self.data_range, self.padding)
 
     def loss_map(self, pred, target):
