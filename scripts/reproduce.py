@@ -15,6 +15,9 @@
 - ``--seeds N`` (default 1) trains every run N times, seed 1 being the option file itself and seed i its
   copy with ``manual_seed`` + i - 1 under the name ``<name>_seed<k>`` (see ``reproduction/seeds.py``);
   each run's seeds are trained one after the other before the next run's.
+- Two or more ``reproduce.py`` of one grid may run side by side on one machine (one per core or GPU, same
+  ``--out``): each claims a seed before it trains it and skips a seed another one is training
+  (``reproduction/locks.py``), and ``seeds.json`` keeps every process's seeds.
 The report goes to ``results/<paper>/<scale>/`` (``--out``): ``report.md`` (every run's final validation
 metrics, mean and std over its seeds, beside the paper's; each method against its baseline, called real
 only when the difference exceeds the seed spread), a bar chart per metric, a crop panel of one
@@ -37,7 +40,8 @@ from tqdm import tqdm
 from losses_plugin.options import OptionError, check_dataset_paths, read_option_file
 from losses_plugin.reproduction.grids import GRIDS
 from losses_plugin.reproduction.panel import crop_panel
-from losses_plugin.reproduction.record import RECORD_FILE, read_record, record_seed, recorded_seed, write_record
+from losses_plugin.reproduction.locks import claimed
+from losses_plugin.reproduction.record import RECORD_FILE, read_record, record_seed, recorded_seed, updating_record
 from losses_plugin.reproduction.report import bar_charts, markdown
 from losses_plugin.reproduction.results import read_final_metrics, run_is_finished, validated_at
 from losses_plugin.reproduction.seeds import seed_option_file, seeds_of
@@ -76,31 +80,39 @@ def select_runs(grid, names):
 
 
 def train_demo_runs(grid, seeds, force, out_dir):
-    """Trains every seed not finished yet, here (experiments/, tb_logger/) or in ``out_dir``'s seeds.json; each
-    seed enters seeds.json as it finishes, so an interrupted grid keeps what it trained."""
+    """Trains every seed not finished yet, here (experiments/, tb_logger/) or in ``out_dir``'s seeds.json, and not
+    claimed by another reproduce.py training it now; each seed enters seeds.json as it finishes, so an interrupted
+    grid keeps what it trained."""
     os.makedirs(out_dir, exist_ok=True)
-    record = read_record(out_dir)
     for run, seed, path, opt in tqdm(run_seeds(grid, 'demo', seeds), desc=f'{grid.key} demo runs', unit='run'):
-        total_iter = opt['train']['total_iter']
-        recorded = recorded_seed(record, seed.experiment, total_iter)
-        if not force and recorded:
-            tqdm.write(f'{seed.experiment}: recorded in {os.path.join(out_dir, RECORD_FILE)} '
-                       f'({recorded["recorded"]}), skipped (--force reruns it)')
-            continue
-        threads = None
-        if not force and run_is_finished('.', seed.experiment, total_iter):
-            tqdm.write(f'{seed.experiment}: finished earlier, skipped (--force reruns it)')
-        else:
-            threads = torch.get_num_threads()  # the child inherits OMP_NUM_THREADS: its count is ours
-            command = [sys.executable, '-m', 'losses_plugin', 'train', '-opt', seed_option_file(path, opt, seed)]
-            command += [] if force else ['--auto_resume']
-            tqdm.write(f'{seed.experiment}: {" ".join(command)}')
-            if subprocess.run(command).returncode != 0:
-                raise SystemExit(f'{seed.experiment} failed; its log is in experiments/{seed.experiment}/')
-        metrics = read_final_metrics(os.path.join('tb_logger', seed.experiment))
-        if validated_at(metrics, total_iter):
+        with claimed(seed.experiment) as ours:
+            if ours:
+                train_demo_seed(seed, path, opt, force, out_dir)
+            else:
+                tqdm.write(f'{seed.experiment}: being trained by another reproduce.py, skipped')
+
+
+def train_demo_seed(seed, path, opt, force, out_dir):
+    total_iter = opt['train']['total_iter']
+    recorded = recorded_seed(read_record(out_dir), seed.experiment, total_iter)
+    if not force and recorded:
+        tqdm.write(f'{seed.experiment}: recorded in {os.path.join(out_dir, RECORD_FILE)} '
+                   f'({recorded["recorded"]}), skipped (--force reruns it)')
+        return
+    threads = None
+    if not force and run_is_finished('.', seed.experiment, total_iter):
+        tqdm.write(f'{seed.experiment}: finished earlier, skipped (--force reruns it)')
+    else:
+        threads = torch.get_num_threads()  # the child inherits OMP_NUM_THREADS: its count is ours
+        command = [sys.executable, '-m', 'losses_plugin', 'train', '-opt', seed_option_file(path, opt, seed)]
+        command += [] if force else ['--auto_resume']
+        tqdm.write(f'{seed.experiment}: {" ".join(command)}')
+        if subprocess.run(command).returncode != 0:
+            raise SystemExit(f'{seed.experiment} failed; its log is in experiments/{seed.experiment}/')
+    metrics = read_final_metrics(os.path.join('tb_logger', seed.experiment))
+    if validated_at(metrics, total_iter):
+        with updating_record(out_dir) as record:
             record_seed(record, seed.experiment, metrics, total_iter, threads)
-            write_record(out_dir, record)
 
 
 def full_runs(grid, seeds, launch, nproc):
@@ -141,9 +153,8 @@ def collect(grid, scale, seeds, record):
 
 def write_report(grid, scale, seeds, out_dir):
     os.makedirs(out_dir, exist_ok=True)
-    record = read_record(out_dir)
-    results, unfinished, recorded = collect(grid, scale, seeds, record)
-    write_record(out_dir, record)
+    with updating_record(out_dir) as record:
+        results, unfinished, recorded = collect(grid, scale, seeds, record)
     figures = bar_charts(grid, results, out_dir) if results else []
     if crop_panel(grid, option_dir(scale), 'experiments', os.path.join(out_dir, 'panel.jpg')):
         figures.append('panel.jpg')

@@ -1,10 +1,14 @@
 """Each seed's final metrics, kept beside the report (``seeds.json``) so that a report can be completed or
 rewritten after ``experiments/`` and ``tb_logger/`` are gone (another machine, a cleaned disk, a later
-session that trains only the seeds still missing)."""
+session that trains only the seeds still missing). Two reproduce.py processes may share one report folder
+(one per core or GPU, each on the seeds the other has not claimed): ``updating_record`` serialises their writes."""
+import contextlib
 import datetime
 import json
 import os
 import subprocess
+
+from losses_plugin.reproduction.locks import exclusive_lock
 
 RECORD_FILE = 'seeds.json'
 
@@ -24,9 +28,22 @@ def read_record(out_dir: str) -> dict:
 
 
 def write_record(out_dir: str, record: dict) -> None:
-    with open(os.path.join(out_dir, RECORD_FILE), 'w') as f:
+    """Writes ``record`` whole, through a temporary file, so that a reader never sees half of it."""
+    path = os.path.join(out_dir, RECORD_FILE)
+    with open(f'{path}.tmp{os.getpid()}', 'w') as f:
         json.dump(record, f, indent=1, sort_keys=True)
         f.write('\n')
+    os.replace(f.name, path)
+
+
+@contextlib.contextmanager
+def updating_record(out_dir: str):
+    """Yields ``out_dir``'s record as it is now and writes it back on exit, holding an exclusive lock on the folder
+    meanwhile: a seed recorded by another process between our read and our write is kept, not overwritten."""
+    with exclusive_lock(out_dir):
+        record = read_record(out_dir)
+        yield record
+        write_record(out_dir, record)
 
 
 def recorded_seed(record: dict, experiment: str, total_iter: int) -> dict | None:

@@ -16,6 +16,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from losses_plugin.options import read_option_file
 from losses_plugin.reproduction.grids import GRIDS, PaperGrid, Run
+from losses_plugin.reproduction.locks import claimed
 from losses_plugin.reproduction.report import (NOISE_RULE, Stat, aggregate, bar_charts, comparisons, markdown,
                                                noise_verdict, summarise)
 from losses_plugin.reproduction.results import read_final_metrics, run_is_finished
@@ -261,6 +262,65 @@ def test_demo_training_skips_recorded_seeds_and_records_each_seed_as_it_finishes
     with pytest.raises(SystemExit, match='^demo_edsr_sploss failed'):  # --force retrains recorded seeds too
         reproduce.train_demo_runs(grid, 2, True, str(out))
     assert trained == ['demo_edsr_l1', 'demo_edsr_l1_seed11']
+
+
+def test_two_processes_on_one_grid_skip_each_others_seeds_and_keep_each_others_records(tmp_path, monkeypatch,
+                                                                                        capsys):
+    """Another reproduce.py holds the claim on one seed (it is training it): that seed is skipped, not trained
+    twice; a seed it records in seeds.json while we train ours stays there when we record ours."""
+    spec = importlib.util.spec_from_file_location('reproduce_script', REPO / 'scripts' / 'reproduce.py')
+    reproduce = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reproduce)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / 'report'
+    other_entry = {'total_iter': 600, 'recorded': '2026-01-01', 'commit': 'abc', 'threads': 1,
+                   'metrics': {'DemoVal': {'psnr': [29.5, 600]}}}
+    trained = []
+    real_run = subprocess.run
+
+    def fake_training(command, **kwargs):
+        if 'train' not in command:
+            return real_run(command, **kwargs)
+        name = read_option_file(command[command.index('-opt') + 1])['name']
+        if name == 'demo_edsr_l1':  # meanwhile the other process records the seed it trained
+            record = json.loads((out / 'seeds.json').read_text()) if (out / 'seeds.json').exists() else {}
+            (out / 'seeds.json').write_text(json.dumps(dict(record, demo_edsr_sploss_seed11=other_entry)))
+        fake_run(tmp_path, name, {'psnr': 30.0 + len(trained)}, weights=False)
+        trained.append(name)
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(reproduce.subprocess, 'run', fake_training)
+    grid = replace(GRIDS['sploss'], runs=GRIDS['sploss'].runs[:2])
+    with claimed('demo_edsr_l1_seed11') as ours:  # another open of the claim file: as another process's
+        assert ours
+        reproduce.train_demo_runs(grid, 2, False, str(out))
+    assert trained == ['demo_edsr_l1', 'demo_edsr_sploss']
+    assert 'demo_edsr_l1_seed11: being trained by another reproduce.py, skipped' in capsys.readouterr().out
+    record = json.loads((out / 'seeds.json').read_text())
+    assert sorted(record) == ['demo_edsr_l1', 'demo_edsr_sploss', 'demo_edsr_sploss_seed11']
+    assert record['demo_edsr_sploss_seed11'] == other_entry  # recorded by the other process, not retrained
+    assert record['demo_edsr_sploss']['metrics']['DemoVal']['psnr'] == [pytest.approx(31.0), 600]
+    assert not list(out.glob('*.tmp*'))
+
+
+def test_a_claim_is_exclusive_and_dies_with_its_process(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    holder = subprocess.Popen([PYTHON, '-c', 'import sys, time\n'
+                               'from losses_plugin.reproduction.locks import claimed\n'
+                               'with claimed("demo_x") as ours:\n'
+                               '    print(ours, flush=True); time.sleep(60)'],
+                              cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'True'
+        with claimed('demo_x') as ours:
+            assert not ours
+        with claimed('demo_y') as ours:
+            assert ours
+    finally:
+        holder.kill()
+        holder.wait()
+    with claimed('demo_x') as ours:  # killed: the kernel released its lock
+        assert ours
 
 
 def test_full_scale_without_data_refuses_and_says_how_to_prepare(tmp_path):
