@@ -27,7 +27,9 @@ run that trains only the missing seeds, completes the report when ``experiments/
 gone (another machine, a cleaned disk).
 """
 import argparse
+import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -87,9 +89,23 @@ def train_demo_runs(grid, seeds, force, out_dir):
     for run, seed, path, opt in tqdm(run_seeds(grid, 'demo', seeds), desc=f'{grid.key} demo runs', unit='run'):
         with claimed(seed.experiment) as ours:
             if ours:
+                wait_for_weights_it_loads(seed, opt)
                 train_demo_seed(seed, path, opt, force, out_dir)
             else:
                 tqdm.write(f'{seed.experiment}: being trained by another reproduce.py, skipped')
+
+
+def wait_for_weights_it_loads(seed, opt):
+    """Waits while another reproduce.py trains a run whose weights this seed loads (``experiments/<run>/models/``
+    in its options: UDL's stage 2 reads stage 1's estimator), so that it starts from the finished weights."""
+    for experiment in sorted(set(re.findall(r'experiments/([^/\s]+)/models/', json.dumps(opt)))):
+        with claimed(experiment) as free:
+            if free:
+                continue
+        tqdm.write(f'{seed.experiment}: waiting for another reproduce.py to finish {experiment}, whose weights it '
+                   'loads')
+        with claimed(experiment, wait=True):
+            pass
 
 
 def train_demo_seed(seed, path, opt, force, out_dir):

@@ -33,9 +33,9 @@ def exclusive_lock(path: str, wait: bool = True):
 
 
 @contextlib.contextmanager
-def claimed(experiment: str):
-    """Yields True while this process holds the claim on training ``experiment``, False when another process
-    holds it (it is training that seed now)."""
+def claimed(experiment: str, wait: bool = False):
+    """Yields True while this process holds the claim on training ``experiment``; False at once when another
+    process holds it (it is training that seed now), or with ``wait=True`` True once that process let it go."""
     os.makedirs(CLAIM_DIR, exist_ok=True)
-    with exclusive_lock(os.path.join(CLAIM_DIR, f'{experiment}.lock'), wait=False) as held:
+    with exclusive_lock(os.path.join(CLAIM_DIR, f'{experiment}.lock'), wait=wait) as held:
         yield held

@@ -6,6 +6,8 @@ import json
 import re
 import shutil
 import subprocess
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -301,6 +303,36 @@ def test_two_processes_on_one_grid_skip_each_others_seeds_and_keep_each_others_r
     assert record['demo_edsr_sploss_seed11'] == other_entry  # recorded by the other process, not retrained
     assert record['demo_edsr_sploss']['metrics']['DemoVal']['psnr'] == [pytest.approx(31.0), 600]
     assert not list(out.glob('*.tmp*'))
+
+
+def test_a_seed_that_loads_another_runs_weights_waits_until_that_run_is_trained(tmp_path, monkeypatch, capsys):
+    """UDL's stage 2 loads stage 1's estimator: while another reproduce.py trains stage 1, stage 2 waits."""
+    spec = importlib.util.spec_from_file_location('reproduce_script', REPO / 'scripts' / 'reproduce.py')
+    reproduce = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reproduce)
+    monkeypatch.chdir(tmp_path)
+    opt = read_option_file(str(REPO / 'options' / 'demo' / 'tlw_hat_x4_l1_udl.yml'))
+    seed = seeds_of(opt, 2)[1]
+    events = []
+    taken = threading.Event()
+
+    def other_process_trains_stage_1():
+        with claimed('demo_tlw_hat_x4_esu'):
+            taken.set()
+            time.sleep(1.0)
+            events.append('stage 1 trained')
+
+    other = threading.Thread(target=other_process_trains_stage_1)
+    other.start()
+    taken.wait()
+    reproduce.wait_for_weights_it_loads(seed, opt)
+    events.append('stage 2 starts')
+    other.join()
+    assert events == ['stage 1 trained', 'stage 2 starts']
+    assert ('demo_tlw_hat_x4_l1_udl_seed11: waiting for another reproduce.py to finish demo_tlw_hat_x4_esu, whose '
+            'weights it loads') in capsys.readouterr().out
+    reproduce.wait_for_weights_it_loads(seed, opt)  # nobody trains it: no wait, no message
+    assert capsys.readouterr().out == ''
 
 
 def test_a_claim_is_exclusive_and_dies_with_its_process(tmp_path, monkeypatch):
