@@ -7,6 +7,7 @@ import datetime
 import json
 import os
 import subprocess
+from typing import Optional
 
 from losses_plugin.reproduction.locks import exclusive_lock
 
@@ -46,14 +47,14 @@ def updating_record(out_dir: str):
         write_record(out_dir, record)
 
 
-def recorded_seed(record: dict, experiment: str, total_iter: int) -> dict | None:
+def recorded_seed(record: dict, experiment: str, total_iter: int) -> Optional[dict]:
     """The entry of ``experiment`` in ``record`` when it was recorded for ``total_iter`` (the run's schedule
     as it is now), else None."""
     entry = record.get(experiment)
     return entry if entry is not None and entry['total_iter'] == total_iter else None
 
 
-def record_seed(record: dict, experiment: str, metrics: dict, total_iter: int, threads: int | None = None) -> None:
+def record_seed(record: dict, experiment: str, metrics: dict, total_iter: int, threads: Optional[int] = None) -> None:
     """Enters metrics read from a seed's TensorBoard log into ``record``, dated today at the checked-out commit,
     with the CPU ``threads`` it trained with where known (on a CPU the float summation order, and so the digits
     of a run, follow the thread count); an entry with the same metrics and total_iter keeps its first date,
@@ -66,7 +67,7 @@ def record_seed(record: dict, experiment: str, metrics: dict, total_iter: int, t
             record[experiment]['threads'] = threads
 
 
-def current_commit() -> str | None:
+def current_commit() -> Optional[str]:
     """The short hash of the repository's HEAD, or None outside a git checkout."""
     try:
         result = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True,
