@@ -1,7 +1,7 @@
 """Runs a paper's grid of experiments and writes its report beside the paper's numbers.
 
-    python scripts/reproduce.py --paper sploss|asymmetric|zhao|tlw|fgd --scale demo|full [--seeds N] [--runs NAME ...]
-                                [--force] [--launch]
+    python scripts/reproduce.py --paper sploss|sploss_gopro|asymmetric|zhao|tlw|fgd --scale demo|full
+                                [--seeds N] [--runs NAME ...] [--force] [--launch]
 
 - ``--scale demo``: trains each run's CPU twin (``options/demo/``) on the bundled demo data, one after
   the other (a seed finished earlier, here or in the report folder's ``seeds.json``, is skipped unless
