@@ -219,12 +219,18 @@ def test_a_report_is_rewritten_from_seeds_json_once_the_logs_are_gone(tmp_path):
     assert 'demo_edsr_sploss_seed11' in json.loads((out / 'seeds.json').read_text())
 
 
-def test_demo_training_skips_recorded_seeds_and_records_each_seed_as_it_finishes(tmp_path, monkeypatch):
+@pytest.fixture
+def reproduce():
+    """``scripts/reproduce.py`` loaded as a module (a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location('reproduce_script', REPO / 'scripts' / 'reproduce.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_training_skips_recorded_seeds_and_records_each_seed_as_it_finishes(tmp_path, monkeypatch, reproduce):
     """A seed in seeds.json is not trained again; each trained seed enters seeds.json before the next one
     starts, so a grid stopped by a failure (or the end of a session) keeps what it trained."""
-    spec = importlib.util.spec_from_file_location('reproduce_script', REPO / 'scripts' / 'reproduce.py')
-    reproduce = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(reproduce)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / 'report'
     out.mkdir()
@@ -267,12 +273,9 @@ def test_demo_training_skips_recorded_seeds_and_records_each_seed_as_it_finishes
 
 
 def test_two_processes_on_one_grid_skip_each_others_seeds_and_keep_each_others_records(tmp_path, monkeypatch,
-                                                                                        capsys):
+                                                                                        capsys, reproduce):
     """Another reproduce.py holds the claim on one seed (it is training it): that seed is skipped, not trained
     twice; a seed it records in seeds.json while we train ours stays there when we record ours."""
-    spec = importlib.util.spec_from_file_location('reproduce_script', REPO / 'scripts' / 'reproduce.py')
-    reproduce = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(reproduce)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / 'report'
     other_entry = {'total_iter': 600, 'recorded': '2026-01-01', 'commit': 'abc', 'threads': 1,
@@ -305,11 +308,9 @@ def test_two_processes_on_one_grid_skip_each_others_seeds_and_keep_each_others_r
     assert not list(out.glob('*.tmp*'))
 
 
-def test_a_seed_that_loads_another_runs_weights_waits_until_that_run_is_trained(tmp_path, monkeypatch, capsys):
+def test_a_seed_that_loads_another_runs_weights_waits_until_that_run_is_trained(tmp_path, monkeypatch, capsys,
+                                                                                   reproduce):
     """UDL's stage 2 loads stage 1's estimator: while another reproduce.py trains stage 1, stage 2 waits."""
-    spec = importlib.util.spec_from_file_location('reproduce_script', REPO / 'scripts' / 'reproduce.py')
-    reproduce = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(reproduce)
     monkeypatch.chdir(tmp_path)
     opt = read_option_file(str(REPO / 'options' / 'demo' / 'tlw_hat_x4_l1_udl.yml'))
     seed = seeds_of(opt, 2)[1]
