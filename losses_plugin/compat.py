@@ -153,6 +153,7 @@ def patch_guarded_steps():
     from losses_plugin.models import training_step
 
     basicsr_init_training_settings = SRModel.init_training_settings
+    basicsr_optimize_parameters = SRModel.optimize_parameters
     basicsr_feed_data = SRModel.feed_data
     basicsr_get_bare_model = BaseModel.get_bare_model
     basicsr_update_learning_rate = BaseModel.update_learning_rate
@@ -182,6 +183,10 @@ def patch_guarded_steps():
         basicsr_update_learning_rate(self, current_iter, warmup_iter)
 
     def optimize_parameters(self, current_iter):
+        if getattr(self, 'step_guard', None) is None:
+            # built before this patch: the start-up hook imported us while it built its loss (``pixel_opt:
+            # {type: SPLoss}`` in BasicSR's own train.py), so it trains as BasicSR's SRModel does
+            return basicsr_optimize_parameters(self, current_iter)
         training_step.sr_model_optimize_parameters(self, current_iter)
 
     def save_network(self, net, net_label, current_iter, param_key='params'):

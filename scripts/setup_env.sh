@@ -25,6 +25,9 @@ case "$(uname -m)" in
 esac
 pip_install --no-build-isolation 'basicsr==1.4.2'
 pip_install --no-build-isolation -e "$ROOT[test]"
+# A real BasicSR project for tests/test_unmodified_projects.py; it needs only basicsr (its other
+# requirements, facexlib and gfpgan, are for its face-enhancement inference script).
+pip_install --no-deps 'realesrgan==0.3.0'
 
 # Editable installs skip data_files, so place the start-up hook that lets a plain
 # `import basicsr` work on current torchvision (wheels of this package install it themselves).

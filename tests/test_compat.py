@@ -52,7 +52,7 @@ def test_plain_import_basicsr_works_through_start_up_hook():
 def test_hook_answers_only_for_the_removed_module():
     finder = losses_plugin_shim.FunctionalTensorFinder()
     assert finder.find_spec('torchvision.transforms.functional') is None
-    spec = finder.find_spec(losses_plugin_shim.MODULE)
+    spec = finder.find_spec(losses_plugin_shim.FUNCTIONAL_TENSOR)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     from torchvision.transforms.functional import rgb_to_grayscale
