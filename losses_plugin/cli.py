@@ -58,7 +58,7 @@ def run(command, args, parsed):
     import os
 
     from losses_plugin.distributed import close_process_group, settings
-    from losses_plugin.options import apply_overrides, check_options, read_option_file
+    from losses_plugin.options import apply_overrides, check_options, parse_options, read_option_file
 
     opt = apply_overrides(read_option_file(parsed.opt), parsed.force_yml)
     check_options(opt, is_train=command == 'train', resuming=getattr(parsed, 'auto_resume', False), path=parsed.opt)
@@ -71,8 +71,10 @@ def run(command, args, parsed):
             from losses_plugin.train import train_pipeline
             train_pipeline(root_path)
         else:
-            from basicsr.test import test_pipeline
-            test_pipeline(root_path)
+            import basicsr.test
+            # BasicSR's test pipeline parses the options itself; ours also drops what strict_options: false ignores
+            basicsr.test.parse_options = parse_options
+            basicsr.test.test_pipeline(root_path)
     finally:
         distributed = close_process_group()
     return distributed

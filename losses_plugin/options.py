@@ -4,13 +4,13 @@ BasicSR fails on a bad option file with a traceback from deep inside (a ``KeyErr
 registry, a ``FileNotFoundError`` from a dataset). :func:`read_option_file` and
 :func:`check_options` say instead which key is wrong, what was expected and what to do.
 """
-import difflib
 import os
 
 import yaml
 
 from losses_plugin.checks import OptionError, check_existing_file
-from losses_plugin.strict_options import check_option_keys
+from losses_plugin_shim import close_names
+from losses_plugin.strict_options import check_option_keys, drop_unread_keys
 from losses_plugin.yaml_loader import SafeOrderedLoader
 
 PREPARE_HINT = ('Prepare the data with `python scripts/prepare_dataset.py --help` (image folders such as '
@@ -44,6 +44,25 @@ def read_option_file(path):
         raise OptionError(f"option file '{path}' must hold a mapping of options at the top level, "
                           f'got {type(opt).__name__}')
     return opt
+
+
+def parse_options(root_path, is_train):
+    """BasicSR's ``parse_options`` (command line, ``--force_yml``, distributed set-up, paths); with
+    ``strict_options: false`` the keys no class reads are dropped, as :func:`check_options` warned.
+
+    Args:
+        root_path (str): where experiments and results go.
+        is_train (bool): training (true) or testing options.
+
+    Returns:
+        tuple: the options (OrderedDict) and the parsed command line, as BasicSR returns them.
+    """
+    from basicsr.utils import options as basicsr_options
+
+    opt, args = basicsr_options.parse_options(root_path, is_train=is_train)
+    if opt.get('strict_options') is False:
+        drop_unread_keys(opt)
+    return opt, args
 
 
 def apply_overrides(opt, entries):
@@ -88,8 +107,7 @@ def check_registered_names(opt):
         if name in registry:
             continue
         known = list(registry.keys())
-        close = difflib.get_close_matches(str(name), known, n=5, cutoff=0.6)
-        close += [k for k in known if k.lower() == str(name).lower() and k not in close]
+        close = close_names(name, known)
         hint = f'close matches: {", ".join(close)}' if close else f'registered: {", ".join(sorted(known))}'
         raise OptionError(f"{key}: '{name}' is not in BasicSR's {registry._name} registry ({hint}). "
                           'Names from losses_plugin are registered by `import losses_plugin`.')

@@ -18,7 +18,8 @@ model are SRModel's (below) plus the ``TRAIN_KEYS`` each subclass declares, e.g.
 class without ``TRAIN_KEYS`` between it and SRModel (a user's model, BasicSR's GAN models) may read
 any key, so its ``train:`` keys are not checked; its losses, networks and metrics still are.
 
-A top-level ``strict_options: false`` turns every finding into a warning, one line per key.
+A top-level ``strict_options: false`` turns every finding into a warning, one line per key, and the key
+is dropped from what the class receives (:func:`drop_unread_keys`), so the run goes on without it.
 """
 import difflib
 import inspect
@@ -103,34 +104,41 @@ def model_train_keys(model_cls):
     return None
 
 
+def _dotted(path):
+    return '.'.join(map(str, path))
+
+
 def _unknown_key(path, key, owner, valid):
     close = difflib.get_close_matches(str(key), [str(v) for v in valid], n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ''
-    return f'{path}.{key} is not an option of {owner}{hint} (valid: {", ".join(map(str, valid)) or "none"})'
+    return f'{_dotted(path + (key, ))} is not an option of {owner}{hint} (valid: {", ".join(map(str, valid)) or "none"})'
 
 
 def _unregistered(path, name, registry):
     close = difflib.get_close_matches(str(name), list(registry.keys()), n=3)
     hint = f' (close matches: {", ".join(close)})' if close else ''
-    return f"{path}.type: '{name}' is not in BasicSR's {registry._name} registry{hint}"
+    return f"{_dotted(path)}.type: '{name}' is not in BasicSR's {registry._name} registry{hint}"
 
 
 def _keys_problems(path, options, owner, valid):
-    return [_unknown_key(path, key, owner, valid) for key in options if key != 'type' and key not in valid]
+    """(key path, message) of each key of ``options`` (found at ``path``) not in ``valid``."""
+    return [(path + (key, ), _unknown_key(path, key, owner, valid)) for key in options
+            if key != 'type' and key not in valid]
 
 
 def _network_problems(path, net_opt):
-    """Unknown keys of a network's options and of the networks inside them (``backbone: {type: ...}``)."""
+    """Unknown keys of a network's options and of the networks inside them (``backbone: {type: ...}``); an
+    unregistered type has no key to drop, so its path is None."""
     from basicsr.utils.registry import ARCH_REGISTRY
 
     name = net_opt.get('type')
     if name not in ARCH_REGISTRY:
-        return [_unregistered(path, name, ARCH_REGISTRY)]
+        return [(None, _unregistered(path, name, ARCH_REGISTRY))]
     valid = accepted_options(ARCH_REGISTRY.get(name))
     problems = _keys_problems(path, net_opt, name, valid)
     for key, value in net_opt.items():
         if key in valid and isinstance(value, dict) and 'type' in value:
-            problems += _network_problems(f'{path}.{key}', value)
+            problems += _network_problems(path + (key, ), value)
     return problems
 
 
@@ -142,10 +150,10 @@ def _train_problems(model_type, train):
     keys = model_train_keys(MODEL_REGISTRY.get(model_type))
     if keys is None:
         return []
-    problems = _keys_problems('train', train, model_type, list(keys))
+    problems = _keys_problems(('train', ), train, model_type, list(keys))
     for key, sub_keys in keys.items():
         if sub_keys and isinstance(train.get(key), dict):
-            problems += _keys_problems(f'train.{key}', train[key], f'{model_type} (train.{key})', sub_keys)
+            problems += _keys_problems(('train', key), train[key], f'{model_type} (train.{key})', sub_keys)
     return problems
 
 
@@ -155,36 +163,59 @@ def _nested(opt, keys):
     return opt
 
 
-def option_key_problems(opt):
-    """One message per key of ``opt`` that the class it is given to does not read."""
+def unread_keys(opt):
+    """(key path, message) of every key of ``opt`` that the class it is given to does not read; the path
+    (a tuple of keys) is None for a nested network ``type`` that no registry holds."""
     from basicsr.utils.registry import LOSS_REGISTRY, METRIC_REGISTRY
 
     problems = []
     for key, value in opt.items():
         if str(key).startswith('network_') and isinstance(value, dict):
-            problems += _network_problems(key, value)
+            problems += _network_problems((key, ), value)
     for keys in NESTED_NETWORKS:
         value = _nested(opt, keys)
         if isinstance(value, dict):
-            problems += _network_problems('.'.join(keys), value)
+            problems += _network_problems(keys, value)
     train = opt.get('train')
     if isinstance(train, dict):
         problems += _train_problems(opt.get('model_type'), train)
         for key, value in train.items():
             if str(key).endswith('_opt') and isinstance(value, dict) and value.get('type') in LOSS_REGISTRY:
                 name = value['type']
-                problems += _keys_problems(f'train.{key}', value, name, accepted_options(LOSS_REGISTRY.get(name)))
+                problems += _keys_problems(('train', key), value, name, accepted_options(LOSS_REGISTRY.get(name)))
     for key, value in (_nested(opt, ('val', 'metrics')) or {}).items():
         if isinstance(value, dict) and value.get('type') in METRIC_REGISTRY:
             name = value['type']
             valid = [p for p in accepted_options(METRIC_REGISTRY.get(name)) if p not in METRIC_DATA]
-            problems += _keys_problems(f'val.metrics.{key}', value, name, valid + list(METRIC_EXTRAS))
+            problems += _keys_problems(('val', 'metrics', key), value, name, valid + list(METRIC_EXTRAS))
     return problems
+
+
+def option_key_problems(opt):
+    """One message per key of ``opt`` that the class it is given to does not read."""
+    return [message for _, message in unread_keys(opt)]
+
+
+def drop_unread_keys(opt):
+    """Removes from ``opt``, in place, every key that no class reads, so the classes are built without them.
+
+    Args:
+        opt (dict): options as BasicSR parses them.
+
+    Returns:
+        list[tuple]: the key paths removed.
+    """
+    paths = [path for path, _ in unread_keys(opt) if path is not None]
+    for path in paths:
+        del _nested(opt, path[:-1])[path[-1]]
+    return paths
 
 
 def check_option_keys(opt, path=None):
     """Raises :class:`OptionError` (one line per unknown key, naming ``path``, the option file) unless
-    the top-level ``strict_options: false``: then prints each line as a warning and returns them.
+    the top-level ``strict_options: false``: then prints each line as a warning and drops the key from
+    ``opt`` (:func:`drop_unread_keys`; the training and test pipelines drop them again from the options
+    BasicSR parses). A nested network ``type`` that no registry holds is an error either way.
 
     Returns:
         list[str]: the warnings printed (empty when every key is read).
@@ -195,9 +226,12 @@ def check_option_keys(opt, path=None):
     strict = opt.get('strict_options', True)
     if not isinstance(strict, bool):
         raise OptionError(f'{prefix}strict_options: expected true or false, got {strict!r}')
-    lines = [prefix + problem for problem in option_key_problems(opt)]
-    if lines and strict:
-        raise OptionError('\n'.join(lines))
+    problems = unread_keys(opt)
+    errors = [prefix + message for key_path, message in problems if strict or key_path is None]
+    if errors:
+        raise OptionError('\n'.join(errors))
+    lines = [prefix + message for _, message in problems]
     for line in lines:
-        print(f'warning: {line} (strict_options: false, so not an error)', file=sys.stderr)
+        print(f'warning: {line} (strict_options: false, so it is ignored)', file=sys.stderr)
+    drop_unread_keys(opt)
     return lines

@@ -31,7 +31,7 @@ from basicsr.models import build_model
 from basicsr.train import init_tb_loggers
 from basicsr.utils import (AvgTimer, MessageLogger, get_env_info, get_root_logger, get_time_str, make_exp_dirs,
                            mkdir_and_rename, set_random_seed)
-from basicsr.utils.options import copy_opt_file, dict2str, parse_options
+from basicsr.utils.options import copy_opt_file, dict2str
 
 from losses_plugin import rng_state
 from losses_plugin.checks import OptionError
@@ -39,6 +39,7 @@ from losses_plugin.data.deterministic_sampling import KeySeededDataset, Resumabl
 from losses_plugin.distributed import any_rank
 from losses_plugin.models.sharded_validation import model_networks
 from losses_plugin.models.training_step import TrainingStopped
+from losses_plugin.options import parse_options
 from losses_plugin.resume import load_resume_state
 from losses_plugin.visualization import log_weight_maps
 

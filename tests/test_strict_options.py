@@ -1,8 +1,10 @@
 """Strict option keys: every key of a loss, network, metric or model option is read or rejected.
 
 An unknown key is one line naming the option file, the key path and the closest valid name (exit 2, no
-traceback) before anything is built; `strict_options: false` prints the same lines as warnings and goes on.
+traceback) before anything is built; `strict_options: false` prints the same lines as warnings and goes on without
+those keys.
 """
+import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -10,13 +12,14 @@ from pathlib import Path
 import pytest
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
-from conftest import REPO, run_cli, tiny_options, write_options
+from conftest import REPO, load_params, run_cli, tiny_options, training_log, write_options
 from torch import nn
 
 from losses_plugin import cli
 from losses_plugin.checks import OptionError
 from losses_plugin.options import read_option_file
-from losses_plugin.strict_options import accepted_options, check_option_keys, model_train_keys, option_key_problems
+from losses_plugin.strict_options import (accepted_options, check_option_keys, drop_unread_keys, model_train_keys,
+                                          option_key_problems)
 
 SHIPPED = sorted((REPO / 'options').glob('*.yml')) + sorted((REPO / 'options' / 'demo').glob('*.yml'))
 TINY_EDSR = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 4}
@@ -215,7 +218,9 @@ def test_check_option_keys_without_strict_returns_the_warnings(demo_data, capsys
     assert check_option_keys(opt, 'o.yml') == ["o.yml: train.use_amp is not an option of SRModel; did you mean 'amp'? (valid: " +
                                                ', '.join(model_train_keys(SRModel)) + ')']
     assert capsys.readouterr().err.startswith('warning: o.yml: train.use_amp is not an option of SRModel')
+    assert 'use_amp' not in opt['train']  # dropped
     opt['strict_options'] = True
+    opt['train']['use_amp'] = True
     with pytest.raises(OptionError, match='train.use_amp'):
         check_option_keys(opt, 'o.yml')
 
@@ -243,16 +248,21 @@ def test_console_script_reports_a_misspelt_loss_key_in_one_line(demo_data, tmp_p
 
 
 @pytest.mark.slow
-def test_strict_options_false_warns_then_trains_and_tests(demo_data, tmp_path):
-    opt = tiny_options(demo_data, 'lenient_run', total_iter=2, use_amp=True)
+def test_strict_options_false_warns_drops_the_keys_then_trains_and_tests(demo_data, tmp_path):
+    opt = tiny_options(demo_data, 'lenient_run', total_iter=2, use_amp=True, pixel_opt={'type': 'SPLoss', 'alpah': 2})
     opt['strict_options'] = False
+    opt['network_g']['num_feats'] = 16  # SPLoss and EDSR would raise a TypeError for these
     opt['val']['metrics']['psnr']['window'] = 3  # extra keys that nothing reads
     result = run_cli(['train', '-opt', write_options(opt, tmp_path / 'train.yml')], cwd=tmp_path)
     warnings = [line for line in result.stderr.splitlines() if line.startswith('warning: ')]
-    assert len(warnings) == 2
-    assert 'train.use_amp is not an option of SRModel' in warnings[0] and 'val.metrics.psnr.window' in warnings[1]
+    assert [w.split(' is not an option')[0] for w in warnings] == [
+        f'warning: {tmp_path / "train.yml"}: {key}' for key in ('network_g.num_feats', 'train.use_amp',
+                                                               'train.pixel_opt.alpah', 'val.metrics.psnr.window')]
+    assert all(w.endswith('(strict_options: false, so it is ignored)') for w in warnings)
     trained = tmp_path / 'experiments' / 'lenient_run' / 'models' / 'net_g_latest.pth'
-    assert trained.is_file()
+    assert load_params(trained)['conv_first.weight'].shape[0] == 8  # num_feat, not the dropped num_feats
+    log = training_log(trained.parent.parent)
+    assert 'Loss [SPLoss] is created.' in log and 'alpah' not in log and 'num_feats' not in log
 
     test_opt = {'name': 'lenient_test', 'model_type': 'SRModel', 'scale': 4, 'num_gpu': 0, 'strict_options': False,
                 'datasets': {'test_1': {**opt['datasets']['val'], 'name': 'DemoTest'}},
@@ -260,9 +270,30 @@ def test_strict_options_false_warns_then_trains_and_tests(demo_data, tmp_path):
                 'val': {'save_img': False, 'metrics': opt['val']['metrics']}}
     result = run_cli(['test', '-opt', write_options(test_opt, tmp_path / 'test.yml')], cwd=tmp_path)
     assert [line for line in result.stderr.splitlines() if line.startswith('warning: ')] == [
+        f'warning: {tmp_path / "test.yml"}: network_g.num_feats is not an option of EDSR; did you mean \'num_feat\'? '
+        f'(valid: {", ".join(accepted_options(ARCH_REGISTRY.get("EDSR")))}) (strict_options: false, so it is ignored)',
         f'warning: {tmp_path / "test.yml"}: val.metrics.psnr.window is not an option of calculate_psnr (valid: '
-        'crop_border, input_order, test_y_channel, better) (strict_options: false, so not an error)']
+        'crop_border, input_order, test_y_channel, better) (strict_options: false, so it is ignored)']
     assert list((tmp_path / 'results' / 'lenient_test').glob('test_*.log'))
+
+
+def test_strict_options_false_still_refuses_a_nested_type_no_registry_holds(demo_data, tmp_path, capsys):
+    opt = tiny_options(demo_data, 'lenient_type')
+    opt['strict_options'] = False
+    opt['network_g'] = {'type': 'FGDNet', 'backbone': {**TINY_EDSR, 'type': 'EDSRR'}}
+    code, path, lines = error_line('train', opt, tmp_path, capsys)
+    assert code == 2 and lines == [f"basicsr train: error: {path}: network_g.backbone.type: 'EDSRR' is not in "
+                                   "BasicSR's arch registry (close matches: EDSR, VDSR, EDVR)"]
+
+
+def test_drop_unread_keys_removes_exactly_the_unread_keys(demo_data):
+    opt = tiny_options(demo_data, 'drop', use_amp=True, pixel_opt={'type': 'SPLoss', 'alpah': 2, 'alpha': 1.0})
+    opt['network_g'] = {'type': 'FGDNet', 'backbone': {**TINY_EDSR, 'num_blok': 1}}
+    expected = copy.deepcopy(opt)
+    del expected['train']['use_amp'], expected['train']['pixel_opt']['alpah'], expected['network_g']['backbone']['num_blok']
+    assert drop_unread_keys(opt) == [('network_g', 'backbone', 'num_blok'), ('train', 'use_amp'),
+                                     ('train', 'pixel_opt', 'alpah')]
+    assert opt == expected and option_key_problems(opt) == []
 
 
 @pytest.mark.parametrize('path', SHIPPED, ids=lambda p: str(p.relative_to(REPO / 'options')))
