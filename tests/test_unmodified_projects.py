@@ -239,3 +239,18 @@ def test_basicsrs_own_train_py_trains_tlw_and_fgd_models_and_its_test_py_tests_f
     run_script(project, 'basicsr/test.py', test)
     log = '\n'.join(p.read_text() for p in (project / 'results' / test['name']).glob('test_*.log'))
     assert 'Model [FGDModel] is created.' in log and '# ms_ssim:' in log
+
+
+def test_basicsrs_own_train_py_trains_srmodel_whose_loss_imports_us_while_it_is_built(demo_data, tmp_path):
+    """SRModel is BasicSR's, so the first of our names is its pixel loss: losses_plugin is imported (and patches
+    SRModel) inside the model's constructor, and the model built before the patch trains as BasicSR's."""
+    project = project_folder(tmp_path, basicsr)
+    opt = tlw_options(demo_data)
+    opt.pop('network_w')
+    opt.update(name='SPLoss_basicsr_train', model_type='SRModel')
+    opt['train'] = {k: v for k, v in opt['train'].items() if k not in ('optim_w', 'tlw')}
+    opt['train']['pixel_opt'] = {'type': 'SPLoss', 'alpha': 2.0}
+    run_script(project, 'basicsr/train.py', opt)
+    log = training_log(project / 'experiments' / opt['name'])
+    assert 'Model [SRModel] is created.' in log and 'Loss [SPLoss] is created.' in log
+    assert 'iter:       2' in log and 'l_pix' in log and '# psnr:' in log
