@@ -3,7 +3,8 @@
 The architectures live in the top-level folder ``archs/`` and are installed as the
 subpackage ``losses_plugin.archs`` so that no top-level ``archs`` module is installed.
 ``losses_plugin_shim.pth`` (with the tiny module ``losses_plugin_shim``) installs a lazy import hook at interpreter start-up so that a
-plain ``import basicsr`` works on current torchvision even before ``import losses_plugin``.
+plain ``import basicsr`` works on current torchvision even before ``import losses_plugin``, and so that the first
+lookup of one of our names in a BasicSR registry imports losses_plugin (a project's own train.py needs no import).
 """
 import os
 

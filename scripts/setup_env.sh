@@ -30,7 +30,8 @@ pip_install --no-build-isolation -e "$ROOT[test]"
 pip_install --no-deps 'realesrgan==0.3.0'
 
 # Editable installs skip data_files, so place the start-up hook that lets a plain
-# `import basicsr` work on current torchvision (wheels of this package install it themselves).
+# `import basicsr` work on current torchvision and resolves our registry names on their first
+# lookup (wheels of this package install it themselves).
 site="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 cp "$ROOT/losses_plugin_shim.pth" "$site/"
 
