@@ -9,9 +9,9 @@ import os
 import yaml
 
 from losses_plugin.checks import OptionError, check_existing_file
-from losses_plugin_shim import close_names
 from losses_plugin.strict_options import check_option_keys, drop_unread_keys
 from losses_plugin.yaml_loader import SafeOrderedLoader
+from losses_plugin_shim import close_names
 
 PREPARE_HINT = ('Prepare the data with `python scripts/prepare_dataset.py --help` (image folders such as '
                 'DIV2K, Flickr2K or BSD -> sub-images, bicubic LR and LMDB), or try the CPU demo options in '

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import basicsr
 import pytest
+import realesrgan  # a test dependency: scripts/setup_env.sh installs realesrgan 0.3.0 --no-deps
 import yaml
 from conftest import PYTHON, training_log
 
 pytestmark = pytest.mark.slow
-
-realesrgan = pytest.importorskip('realesrgan', reason='scripts/setup_env.sh installs realesrgan 0.3.0 --no-deps')
 
 # Real-ESRGAN's options/finetune_realesrgan_x4plus_pairdata.yml as a user has it, shrunk to seconds on CPU:
 # its compact generator and U-Net discriminator, its paired dataset, BasicSR's ESRGANModel (RealESRGANModel
