@@ -34,6 +34,7 @@ VARIANTS = [
     ('import basicsr, torchvision part only', 'import basicsr', True, {'LOSSES_PLUGIN_NO_REGISTRY_HOOK': '1'}),
     ('import basicsr, hook', 'import basicsr', True, {}),
 ]
+SHIM_IMPORT = 'import losses_plugin_shim at start-up (-X importtime of the hook variant)'
 # (variant, its baseline) pairs reported as a difference and a ratio
 COMPARISONS = [
     ('python -c pass, hook', 'python -c pass, no hook'),
@@ -53,6 +54,8 @@ def make_venv(folder):
     (site / 'venv_dependencies.pth').write_text('\n'.join(ours) + '\n')
     shutil.copy(REPO / 'losses_plugin_shim.py', site)
     shutil.copy(REPO / 'losses_plugin_shim.pth', site)
+    # pip compiles what it installs; without the bytecode (PYTHONDONTWRITEBYTECODE) each start would compile it
+    subprocess.run([str(python), '-m', 'compileall', '-q', str(site / 'losses_plugin_shim.py')], check=True)
     return python, site / 'losses_plugin_shim.pth'
 
 
@@ -60,6 +63,15 @@ def time_process(python, code, env):
     start = time.perf_counter()
     subprocess.run([str(python), '-c', code], check=True, env=env, cwd=tempfile.gettempdir())
     return time.perf_counter() - start
+
+
+def shim_import_time(python, env):
+    """Seconds ``python -X importtime`` reports for importing ``losses_plugin_shim`` at start-up (with what it
+    imports), a figure the process start's noise does not reach."""
+    err = subprocess.run([str(python), '-X', 'importtime', '-c', 'pass'], check=True, env=env, capture_output=True,
+                         text=True, cwd=tempfile.gettempdir()).stderr
+    line, = [line for line in err.splitlines() if line.split('|')[-1].strip() == 'losses_plugin_shim']
+    return int(line.split('|')[1]) / 1e6
 
 
 def measure(rounds):
@@ -70,6 +82,7 @@ def measure(rounds):
         python, pth = make_venv(Path(folder) / 'venv')
         off = pth.with_name(pth.name + '.off')
         times = {name: [] for name, *_ in VARIANTS}
+        times[SHIM_IMPORT] = []
         for round_index in range(rounds + 1):
             for name, code, with_hook, env in VARIANTS:
                 if with_hook != pth.exists():
@@ -77,6 +90,8 @@ def measure(rounds):
                 seconds = time_process(python, code, {**base_env, **env})
                 if round_index:
                     times[name].append(seconds)
+                    if name == 'python -c pass, hook':
+                        times[SHIM_IMPORT].append(shim_import_time(python, {**base_env, **env}))
     return times
 
 
@@ -90,6 +105,8 @@ def table(times, rounds):
              '| process | ms |', '| --- | ---: |']
     for name, values in times.items():
         lines.append(f'| {name} | {1000 * median[name]:.1f} ({1000 * min(values):.1f}-{1000 * max(values):.1f}) |')
+    lines += ['', 'The hook\'s own share of `python -c pass` is its import (`losses_plugin_shim`, which imports nothing); '
+              'the wall-time differences below are within the spread of process start-up on this machine.']
     lines += ['', '| variant | against | + ms (median) | ratio |', '| --- | --- | ---: | ---: |']
     for name, baseline in COMPARISONS:
         lines.append(f'| {name} | {baseline} | {1000 * (median[name] - median[baseline]):+.1f} | '
