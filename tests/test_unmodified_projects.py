@@ -7,13 +7,12 @@ package, not a copy). Nothing imports losses_plugin: the start-up hook (losses_p
 names on the first registry lookup. With the hook turned off (LOSSES_PLUGIN_NO_REGISTRY_HOOK=1) the same runs
 stop with BasicSR's KeyError, which is what each test would see without the hook.
 """
+import importlib.util
 import os
 import subprocess
 from pathlib import Path
 
-import basicsr
 import pytest
-import realesrgan  # a test dependency: scripts/setup_env.sh installs realesrgan 0.3.0 --no-deps
 import yaml
 from conftest import PYTHON, training_log
 
@@ -124,13 +123,17 @@ NO_HOOK = {'LOSSES_PLUGIN_NO_REGISTRY_HOOK': '1'}
 
 
 def project_folder(tmp_path, package):
-    """A project folder holding ``package``'s installed folder as a link, so ``python <package>/train.py``
-    runs the package's own file and its experiments go under the project folder, as from a checkout."""
+    """A project folder holding the installed folder of ``package`` (found, not imported: realesrgan would
+    register its classes in this test process) as a link, so ``python <package>/train.py`` runs the package's
+    own file and its experiments go under the project folder, as from a checkout. Real-ESRGAN is a test
+    dependency: scripts/setup_env.sh installs realesrgan 0.3.0 --no-deps."""
+    spec = importlib.util.find_spec(package)
+    assert spec is not None, f'{package} is not installed (scripts/setup_env.sh installs it)'
     project = tmp_path / 'project'
     project.mkdir(exist_ok=True)
-    link = project / Path(package.__file__).parent.name
+    link = project / package
     if not link.exists():
-        link.symlink_to(Path(package.__file__).parent, target_is_directory=True)
+        link.symlink_to(Path(spec.origin).parent, target_is_directory=True)
     return project
 
 
@@ -164,7 +167,7 @@ def realesrgan_options(demo_data, name, pixel_opt):
 @pytest.mark.parametrize('pixel_opt', [{'type': 'SPLoss', 'alpha': 2.0},
                                        {'type': 'MSSSIML1Loss', 'padding': 'reflect'}], ids=lambda o: o['type'])
 def test_realesrgans_own_train_py_trains_with_our_pixel_loss_from_yaml_alone(pixel_opt, demo_data, tmp_path):
-    project = project_folder(tmp_path, realesrgan)
+    project = project_folder(tmp_path, 'realesrgan')
     opt = realesrgan_options(demo_data, f"RealESRGAN_{pixel_opt['type']}", pixel_opt)
     run_script(project, 'realesrgan/train.py', opt)
     experiment = project / 'experiments' / opt['name']
@@ -177,13 +180,13 @@ def test_realesrgans_own_train_py_trains_with_our_pixel_loss_from_yaml_alone(pix
 
 
 def test_without_the_hook_the_same_runs_stop_with_basicsrs_keyerror(demo_data, tmp_path):
-    project = project_folder(tmp_path, realesrgan)
+    project = project_folder(tmp_path, 'realesrgan')
     opt = realesrgan_options(demo_data, 'RealESRGAN_no_hook', {'type': 'SPLoss', 'alpha': 2.0})
     result = run_script(project, 'realesrgan/train.py', opt, env=NO_HOOK, check=False)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == 'KeyError: "No object named \'SPLoss\' found in \'loss\' registry!"'
 
-    project = project_folder(tmp_path, basicsr)
+    project = project_folder(tmp_path, 'basicsr')
     result = run_script(project, 'basicsr/train.py', tlw_options(demo_data), env=NO_HOOK, check=False)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
@@ -191,7 +194,7 @@ def test_without_the_hook_the_same_runs_stop_with_basicsrs_keyerror(demo_data, t
 
 
 def test_a_misspelt_type_names_the_close_match_in_a_projects_own_train_py(demo_data, tmp_path):
-    project = project_folder(tmp_path, realesrgan)
+    project = project_folder(tmp_path, 'realesrgan')
     opt = realesrgan_options(demo_data, 'RealESRGAN_typo', {'type': 'SPLos', 'alpha': 2.0})
     result = run_script(project, 'realesrgan/train.py', opt, check=False)
     assert result.returncode == 1
@@ -213,7 +216,7 @@ def tlw_options(demo_data):
 
 
 def test_basicsrs_own_train_py_trains_tlw_and_fgd_models_and_its_test_py_tests_fgd(demo_data, tmp_path):
-    project = project_folder(tmp_path, basicsr)
+    project = project_folder(tmp_path, 'basicsr')
     tlw = tlw_options(demo_data)
     run_script(project, 'basicsr/train.py', tlw)
     log = training_log(project / 'experiments' / tlw['name'])
@@ -243,7 +246,7 @@ def test_basicsrs_own_train_py_trains_tlw_and_fgd_models_and_its_test_py_tests_f
 def test_basicsrs_own_train_py_trains_srmodel_whose_loss_imports_us_while_it_is_built(demo_data, tmp_path):
     """SRModel is BasicSR's, so the first of our names is its pixel loss: losses_plugin is imported (and patches
     SRModel) inside the model's constructor, and the model built before the patch trains as BasicSR's."""
-    project = project_folder(tmp_path, basicsr)
+    project = project_folder(tmp_path, 'basicsr')
     opt = tlw_options(demo_data)
     opt.pop('network_w')
     opt.update(name='SPLoss_basicsr_train', model_type='SRModel')
