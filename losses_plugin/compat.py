@@ -12,7 +12,9 @@ machine where BasicSR already worked (CUDA available, older torchvision):
   on the file system, so sample i differs between machines and between a folder and the LMDB made
   from it (whose keys are sorted); folder listings are sorted instead.
 - :func:`patch_cpu_distributed`: ``--launcher pytorch|slurm`` calls ``torch.cuda.set_device`` and
-  NCCL, and DDP is given CUDA ``device_ids``; without a GPU we use gloo and plain CPU DDP.
+  NCCL, and DDP is given CUDA ``device_ids``; without a GPU, or with ``num_gpu: 0`` (also under BasicSR's
+  own ``train_pipeline``, which opens the process group before it reads ``num_gpu``), we use gloo and plain
+  CPU DDP.
 - :func:`patch_dist_validation`: ``SRModel.dist_validation`` validates on rank 0 alone through the
   DDP-wrapped network and hangs for networks with buffers; every rank validates a shard instead.
 - :func:`patch_guarded_steps`: ``SRModel`` (and every model built on it) steps through
@@ -110,7 +112,7 @@ def patch_cpu_distributed():
     from basicsr.models.base_model import BaseModel
     from basicsr.utils import dist_util
 
-    from losses_plugin.distributed import settings
+    from losses_plugin.distributed import settings, trains_on_cpu
 
     cuda_init = {'_init_dist_pytorch': dist_util._init_dist_pytorch, '_init_dist_slurm': dist_util._init_dist_slurm}
     cpu_init = {'_init_dist_pytorch': _init_dist_pytorch_cpu, '_init_dist_slurm': _init_dist_slurm_cpu}
@@ -118,7 +120,9 @@ def patch_cpu_distributed():
     def dispatch(name):
 
         def init(backend, **kwargs):
-            chosen = cuda_init if torch.cuda.is_available() and not settings.cpu_backend else cpu_init
+            # our CLI decides from its checked options; BasicSR's own parse_options from its command line
+            cpu = settings.cpu_backend if settings.cpu_backend is not None else trains_on_cpu(sys.argv[1:])
+            chosen = cuda_init if torch.cuda.is_available() and not cpu else cpu_init
             return chosen[name](backend, **kwargs)
 
         return init
