@@ -20,7 +20,8 @@ machine where BasicSR already worked (CUDA available, older torchvision):
 - :func:`patch_guarded_steps`: ``SRModel`` (and every model built on it) steps through
   :class:`losses_plugin.models.training_step.StepGuard` (``train.amp``, ``train.grad_clip``,
   ``train.non_finite``, ``train.channels_last``, ``train.compile``), whose state (GradScalers, skip
-  counts) joins the training state; no model saves non-finite weights.
+  counts) joins the training state; no model saves non-finite weights; ``train.channels_last`` lays a
+  network out in ``model_to_device``, before DDP or DataParallel wraps it.
 """
 import os
 import subprocess
@@ -152,6 +153,7 @@ def patch_guarded_steps():
     import torch
     from basicsr.models.base_model import BaseModel
     from basicsr.models.sr_model import SRModel
+    from basicsr.models.srgan_model import SRGANModel
     from basicsr.utils import dist_util
 
     from losses_plugin.models import training_step
@@ -162,6 +164,14 @@ def patch_guarded_steps():
     basicsr_update_learning_rate = BaseModel.update_learning_rate
     basicsr_save_network = BaseModel.save_network
     basicsr_resume_training = BaseModel.resume_training
+    basicsr_model_to_device = BaseModel.model_to_device
+
+    def model_to_device(self, net):
+        """``train.channels_last`` before DDP or DataParallel wraps the network: DDP's gradient buckets take the
+        layout the parameters have when it wraps them. Not for BasicSR's GAN models, which take no step guard."""
+        if not isinstance(self, SRGANModel) and training_step.channels_last_requested(self.opt):
+            training_step.to_channels_last(net)
+        return basicsr_model_to_device(self, net)
 
     def init_training_settings(self):
         self.step_guard = training_step.StepGuard(self)  # reads and checks its options first
@@ -217,6 +227,7 @@ def patch_guarded_steps():
     BaseModel.save_network = save_network
     BaseModel.save_training_state = save_training_state
     BaseModel.resume_training = resume_training
+    BaseModel.model_to_device = model_to_device
 
 
 def apply():

@@ -5,8 +5,12 @@ non-finite policy ``train.non_finite``.
       amp: {dtype: bfloat16}        # or float16 (with a GradScaler per optimiser); absent = float32
       grad_clip: {max_norm: 0.1}    # clip_grad_norm_ over the parameters of each optimiser; absent = off
       non_finite: {max_skips: 10}   # absent = {max_skips: 0}: the first non-finite step stops training
-      channels_last: true           # the trained networks and the batches in channels-last memory layout
+      channels_last: true           # the trained networks and the 4-D batches in channels-last memory layout
       compile: true                 # or {mode: max-autotune, backend: inductor, dynamic: ...}: torch.compile
+
+``channels_last`` lays out each network BasicSR places with ``model_to_device`` (net_g, net_w, ...; not the EMA
+copy) before DDP or DataParallel wraps it, since DDP's gradient buckets take the layout the parameters have
+then. It is a 4-D layout: 5-D weights (Conv3d) and 5-D batches (video) keep theirs, with one log line.
 
 ``compile`` wraps each trained network in ``torch.compile``; where compiling fails, dynamo falls back
 to running the network as written (a warning says so). Checkpoints hold the plain network's keys (no
@@ -23,6 +27,8 @@ the loss terms and the iteration. After more than ``max_skips`` skipped steps in
 with :class:`NonFiniteTraining`. Under DDP every rank takes the same decision (the gradients are
 already averaged; the loss check is agreed by one all-reduce), so parameters stay identical.
 """
+import itertools
+
 import torch
 from basicsr.utils import get_root_logger
 
@@ -86,6 +92,27 @@ def _read_flag(key, value):
     return bool(value)
 
 
+def channels_last_requested(opt):
+    """``train.channels_last`` of a training run's options (False when testing)."""
+    if not opt.get('is_train'):
+        return False
+    return _read_flag('channels_last', (opt.get('train') or {}).get('channels_last'))
+
+
+def to_channels_last(net):
+    """Lays out ``net``'s 4-D parameters and buffers channels-last, in place (the same tensors, so optimisers keep
+    them). torch's ``net.to(memory_format=torch.channels_last)`` refuses 5-D ones; they keep their layout here,
+    and one log line says how many did."""
+    kept = 0
+    for tensor in itertools.chain(net.parameters(), net.buffers()):
+        if tensor.dim() == 4:
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+        kept += tensor.dim() == 5
+    if kept:
+        get_root_logger().info(f'train.channels_last: {type(net).__name__} keeps the layout of its {kept} 5-D '
+                               'weights (Conv3d); channels_last is a 4-D layout')
+
+
 def _read_max_skips(opt):
     if opt is None:
         return 0
@@ -119,7 +146,8 @@ class StepGuard:
         self.grad_clip = _read_grad_clip(train_opt.get('grad_clip'))
         self.max_skips = _read_max_skips(train_opt.get('non_finite'))
         self.amp_dtype = _read_amp(train_opt.get('amp'))
-        self.channels_last = _read_flag('channels_last', train_opt.get('channels_last'))
+        self.channels_last = channels_last_requested(model.opt)
+        self.kept_batch_layout = False  # logged once: a 5-D batch stays as it is
         self.compile = _read_compile(train_opt.get('compile'))
         self.skips_in_a_row = {}
         self.scalers = {}  # one GradScaler per optimised network under float16
@@ -131,14 +159,13 @@ class StepGuard:
                               enabled=self.amp_dtype is not None)
 
     def prepare_networks(self):
-        """``channels_last`` and ``compile`` for every network the model optimises (after DDP wrapping)."""
+        """``compile`` for every network the model optimises (after DDP wrapping; ``channels_last`` came before it,
+        in ``model_to_device``)."""
         trained = {id(p) for optimizer in self.model.optimizers for group in optimizer.param_groups
                    for p in group['params']}
         for name, net in model_networks(self.model).items():
             if not any(id(p) in trained for p in net.parameters()):
                 continue
-            if self.channels_last:
-                net.to(memory_format=torch.channels_last)
             if self.compile is not None:
                 import torch._dynamo as dynamo
 
@@ -148,8 +175,16 @@ class StepGuard:
                 setattr(self.model, name, torch.compile(net, **self.compile))
 
     def memory_format(self, tensor):
-        """A batch tensor in the networks' memory layout."""
-        return tensor.contiguous(memory_format=torch.channels_last) if self.channels_last else tensor
+        """A batch tensor in the networks' memory layout (4-D batches; a 5-D one keeps its layout)."""
+        if not self.channels_last:
+            return tensor
+        if tensor.dim() == 4:
+            return tensor.contiguous(memory_format=torch.channels_last)
+        if not self.kept_batch_layout:
+            self.kept_batch_layout = True
+            get_root_logger().info(f'train.channels_last: the {tensor.dim()}-D batches keep their layout; '
+                                   'channels_last is a 4-D layout')
+        return tensor
 
     def _scaler(self, network):
         if self.amp_dtype is not torch.float16:
