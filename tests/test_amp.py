@@ -5,6 +5,7 @@ a few iterations follow the float32 loss curve within a stated tolerance; float1
 the training state and restored on resume.
 """
 import copy
+import os
 import re
 from types import SimpleNamespace
 
@@ -319,3 +320,37 @@ def test_channels_last_is_applied_before_ddp_wraps_the_network(tmp_path, monkeyp
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert conv.weight.grad.is_contiguous(memory_format=torch.channels_last)
     assert not [w for w in recwarn if 'bucket view strides' in str(w.message)]
+
+
+@pytest.fixture
+def global_algorithm_settings():
+    """``train.deterministic`` changes process-wide settings: put them back for the other tests."""
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+             torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    yield
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[:2]
+    torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
+
+
+@pytest.mark.parametrize('deterministic', [True, False, None])
+def test_deterministic_turns_off_what_basicsrs_loop_turned_on(tmp_path, monkeypatch, global_algorithm_settings,
+                                                              deterministic):
+    monkeypatch.delenv('CUBLAS_WORKSPACE_CONFIG', raising=False)
+    torch.backends.cudnn.benchmark = True  # as basicsr.train.train_pipeline and ours set it before build_model
+    torch.use_deterministic_algorithms(False)
+    opt = options(tmp_path, 'SRModel')
+    if deterministic is not None:
+        opt['train']['deterministic'] = deterministic
+    one_step(opt)
+    on = deterministic is True
+    assert torch.backends.cudnn.benchmark is not on and torch.backends.cudnn.deterministic is on
+    assert torch.are_deterministic_algorithms_enabled() is on
+    assert (torch.is_deterministic_algorithms_warn_only_enabled() if on else True)
+    assert (os.environ.get('CUBLAS_WORKSPACE_CONFIG') == ':4096:8') is on
+
+
+def test_deterministic_must_be_a_flag(tmp_path):
+    opt = options(tmp_path, 'SRModel')
+    opt['train']['deterministic'] = 'yes'
+    with pytest.raises(OptionError, match="^train.deterministic: expected true or false, got 'yes'$"):
+        build_model(opt)

@@ -7,6 +7,7 @@ non-finite policy ``train.non_finite``.
       non_finite: {max_skips: 10}   # absent = {max_skips: 0}: the first non-finite step stops training
       channels_last: true           # the trained networks and the 4-D batches in channels-last memory layout
       compile: true                 # or {mode: max-autotune, backend: inductor, dynamic: ...}: torch.compile
+      deterministic: true           # deterministic algorithms (exact CUDA runs and resumes); absent = BasicSR's speed
 
 ``channels_last`` lays out each network BasicSR places with ``model_to_device`` (net_g, net_w, ...; not the EMA
 copy) before DDP or DataParallel wraps it, since DDP's gradient buckets take the layout the parameters have
@@ -15,6 +16,13 @@ then. It is a 4-D layout: 5-D weights (Conv3d) and 5-D batches (video) keep thei
 ``compile`` wraps each trained network in ``torch.compile``; where compiling fails, dynamo falls back
 to running the network as written (a warning says so). Checkpoints hold the plain network's keys (no
 ``_orig_mod.``), so they load with or without ``compile``.
+
+``deterministic`` makes a CUDA run repeat to the bit and a resumed one continue exactly, as CPU runs do
+anyway: BasicSR turns ``cudnn.benchmark`` on (it times several convolution algorithms and keeps the fastest,
+which may differ between runs), and some CUDA backward passes add with atomics in an unfixed order. It turns
+benchmarking off, asks cuDNN and torch for deterministic algorithms (torch warns, once per operation, about one
+that has none) and sets ``CUBLAS_WORKSPACE_CONFIG`` for cuBLAS. On a GPU that costs speed (the fastest
+algorithm is not always a deterministic one); on the CPU it changes nothing measurable.
 
 Under ``amp`` the networks' forward passes run under autocast (:meth:`StepGuard.autocast`); losses are
 computed in float32 from the float32 copy of the output (``at_least_float32``); weights, optimiser
@@ -28,6 +36,7 @@ with :class:`NonFiniteTraining`. Under DDP every rank takes the same decision (t
 already averaged; the loss check is agreed by one all-reduce), so parameters stay identical.
 """
 import itertools
+import os
 
 import torch
 from basicsr.utils import get_root_logger
@@ -113,6 +122,16 @@ def to_channels_last(net):
                                'weights (Conv3d); channels_last is a 4-D layout')
 
 
+def use_deterministic_algorithms():
+    """``train.deterministic``: cuDNN without benchmarking, deterministic algorithms where torch has them."""
+    os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')  # read when cuBLAS starts: before any matmul
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    get_root_logger().info('train.deterministic: cudnn.benchmark off, deterministic algorithms on (torch warns about '
+                           'an operation that has none)')
+
+
 def _read_max_skips(opt):
     if opt is None:
         return 0
@@ -149,6 +168,8 @@ class StepGuard:
         self.channels_last = channels_last_requested(model.opt)
         self.kept_batch_layout = False  # logged once: a 5-D batch stays as it is
         self.compile = _read_compile(train_opt.get('compile'))
+        if _read_flag('deterministic', train_opt.get('deterministic')):
+            use_deterministic_algorithms()  # after BasicSR's training loop turned cudnn.benchmark on
         self.skips_in_a_row = {}
         self.scalers = {}  # one GradScaler per optimised network under float16
         self.scheduler_states = None
