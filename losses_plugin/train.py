@@ -270,6 +270,8 @@ def train_pipeline(root_path):
             epoch += 1
 
     logger.info(f'End of training. Time consumed: {datetime.timedelta(seconds=int(time.time() - start_time))}')
+    if model.device.type == 'cuda':
+        logger.info(f'Peak CUDA memory allocated: {torch.cuda.max_memory_allocated(model.device) / 2 ** 20:.0f} MiB')
     logger.info('Save the latest model.')
     model.save(epoch=-1, current_iter=-1)
     if opt.get('val') is not None:
