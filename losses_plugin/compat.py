@@ -192,7 +192,7 @@ def patch_guarded_steps():
 
     def update_learning_rate(self, current_iter, warmup_iter=-1):
         if getattr(self, 'step_guard', None) is not None:
-            self.step_guard.before_schedulers_step()
+            self.step_guard.before_schedulers_step(current_iter)
         basicsr_update_learning_rate(self, current_iter, warmup_iter)
 
     def optimize_parameters(self, current_iter):

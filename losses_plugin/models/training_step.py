@@ -8,6 +8,7 @@ non-finite policy ``train.non_finite``.
       channels_last: true           # the trained networks and the 4-D batches in channels-last memory layout
       compile: true                 # or {mode: max-autotune, backend: inductor, dynamic: ...}: torch.compile
       deterministic: true           # deterministic algorithms (exact CUDA runs and resumes); absent = BasicSR's speed
+      loss_spike: {action: rewind}  # a finite blow-up of the loss: warn, stop or rewind (losses_plugin.models.loss_spike)
 
 ``channels_last`` lays out each network BasicSR places with ``model_to_device`` (net_g, net_w, ...; not the EMA
 copy) before DDP or DataParallel wraps it, since DDP's gradient buckets take the layout the parameters have
@@ -35,6 +36,7 @@ the loss terms and the iteration. After more than ``max_skips`` skipped steps in
 with :class:`NonFiniteTraining`. Under DDP every rank takes the same decision (the gradients are
 already averaged; the loss check is agreed by one all-reduce), so parameters stay identical.
 """
+import contextlib
 import itertools
 import os
 
@@ -44,14 +46,9 @@ from basicsr.utils import get_root_logger
 from losses_plugin.checks import OptionError, is_number
 from losses_plugin.distributed import any_rank_each
 from losses_plugin.losses.pixel_loss_base import at_least_float32
+from losses_plugin.models.loss_spike import LossSpikePolicy
 from losses_plugin.models.sharded_validation import model_networks
-
-
-class TrainingStopped(RuntimeError):
-    """Training ended early on purpose; the message says why and what was kept. The command line
-    prints it as one line and exits with ``exit_code``."""
-
-    exit_code = 1
+from losses_plugin.models.training_stopped import TrainingStopped
 
 
 class NonFiniteTraining(TrainingStopped):
@@ -173,6 +170,7 @@ class StepGuard:
         self.skips_in_a_row = {}
         self.scalers = {}  # one GradScaler per optimised network under float16
         self.scheduler_states = None
+        self.loss_spike = LossSpikePolicy.from_options(model, train_opt.get('loss_spike'))
 
     def autocast(self):
         """Autocast for the networks' forward passes under ``train.amp`` (a no-op without it)."""
@@ -215,19 +213,27 @@ class StepGuard:
         return self.scalers[network]
 
     def state_dict(self):
-        """What a training state keeps: the skip counts and each GradScaler's scale."""
-        return {'skips_in_a_row': dict(self.skips_in_a_row),
-                'scalers': {network: scaler.state_dict() for network, scaler in self.scalers.items()}}
+        """What a training state keeps: the skip counts, each GradScaler's scale, the loss-spike policy's state."""
+        state = {'skips_in_a_row': dict(self.skips_in_a_row),
+                 'scalers': {network: scaler.state_dict() for network, scaler in self.scalers.items()}}
+        if self.loss_spike is not None:
+            state['loss_spike'] = self.loss_spike.state_dict()
+        return state
 
     def load_state_dict(self, state):
         self.skips_in_a_row = dict(state.get('skips_in_a_row', {}))
+        if self.loss_spike is not None and 'loss_spike' in state:
+            self.loss_spike.load_state_dict(state['loss_spike'])
         for network, scaler_state in state.get('scalers', {}).items():
             scaler = self._scaler(network)
             if scaler is not None:
                 scaler.load_state_dict(scaler_state)
 
-    def before_schedulers_step(self):
-        """Called before the iteration's scheduler step: what a skipped step restores."""
+    def before_schedulers_step(self, current_iter):
+        """Called before the iteration's scheduler step: the loss-spike policy looks at the last iteration (and may
+        rewind it or stop), then what a skipped step restores is recorded."""
+        if self.loss_spike is not None:
+            self.loss_spike.observe(current_iter)
         self.scheduler_states = [(s.state_dict(), [group['lr'] for group in o.param_groups])
                                  for o, s in zip(self.model.optimizers, self.model.schedulers)]
 
@@ -254,13 +260,14 @@ class StepGuard:
         bad_terms, bad_gradient = any_rank_each([bad_here, norm is not None and not bool(torch.isfinite(norm))],
                                                 self.model.device)
         overflow = False
-        if scaler:
-            if not bad_terms:
-                scaler.step(optimizer)  # skips the step itself when the scaled gradients overflowed
-            scaler.update()  # (and lowers the scale then)
-            overflow = bad_gradient and not bad_terms and scaler.get_scale() >= 1  # the scaler's business
-        elif not (bad_terms or bad_gradient):
-            optimizer.step()
+        with self._learning_rates(optimizer, current_iter):
+            if scaler:
+                if not bad_terms:
+                    scaler.step(optimizer)  # skips the step itself when the scaled gradients overflowed
+                scaler.update()  # (and lowers the scale then)
+                overflow = bad_gradient and not bad_terms and scaler.get_scale() >= 1  # the scaler's business
+            elif not (bad_terms or bad_gradient):
+                optimizer.step()
         if not (bad_terms or bad_gradient):
             self.skips_in_a_row[network] = 0
             return True
@@ -269,6 +276,12 @@ class StepGuard:
         if not overflow:
             self._count_skip(network, current_iter, self._reason(network, bad_here, bad_terms, loss, terms))
         return False
+
+    def _learning_rates(self, optimizer, current_iter):
+        """The learning rates a step uses: lowered for a while after a loss-spike rewind (train.loss_spike)."""
+        if self.loss_spike is None:
+            return contextlib.nullcontext()
+        return self.loss_spike.learning_rates(optimizer, current_iter)
 
     @staticmethod
     def _reason(network, bad_here, bad_terms, loss, terms):
