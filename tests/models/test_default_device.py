@@ -16,6 +16,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from basicsr.losses import build_loss
 from basicsr.metrics import calculate_metric
 from default_device import OurDefaultDevice
 from test_model_steps import OUR_LOSSES, build, fgd_options, fixed_batch, step_options, tiny_edsr
@@ -28,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from losses_plugin.archs import fgd_arch
 from losses_plugin.archs.fgd_arch import FGDNet
 from losses_plugin.fgd_bins import bin_thresholds
+from losses_plugin.losses.tlw_judge import build_judge
 from losses_plugin.visualization import log_weight_maps
 
 LR = 1e-3
@@ -167,6 +169,41 @@ def test_training_weight_maps_and_validation_create_every_tensor_on_the_models_d
     assert all(torch.equal(inside[1][name], weights[name]) for name in weights)
     assert all(torch.equal(inside[2][tag], images[tag]) for tag in images) and images  # every model logs maps
     assert inside[3] == metrics and set(metrics) == set(VAL_METRICS) and np.isfinite(list(metrics.values())).all()
+
+
+# at 96 px the narrow windows filter by convolution, not by the banded matrices of 32 px patches
+LOSSES_AT_96_PX = [{'type': 'SPLoss', 'base': 'charbonnier'}, {'type': 'SPLoss', 'base': 'mse', 'data_range': 255},
+                   {'type': 'AsymmetricLoss', 'mask': 'quartile', 'apply': 'io', 'base': 'mse'},
+                   {'type': 'AsymmetricLoss', 'per_channel': True, 'base': 'charbonnier'},
+                   {'type': 'SSIMLoss', 'padding': 'valid'}, {'type': 'SSIMLoss', 'sigma': 5, 'padding': 'zero'},
+                   {'type': 'MSSSIMLoss', 'padding': 'reflect'}, {'type': 'MSSSIML1Loss', 'padding': 'zero'},
+                   {'type': 'EdgeLoss'}, {'type': 'ssim judge'}, {'type': 'ms_ssim judge'}]
+
+
+@pytest.mark.parametrize('loss_opt', LOSSES_AT_96_PX, ids=lambda opt: '-'.join(map(str, opt.values())))
+def test_our_losses_and_judges_on_larger_images_give_the_same_values_and_gradients_in_the_context(loss_opt):
+    if loss_opt['type'].endswith(' judge'):
+        judge = build_judge({'type': loss_opt['type'].split()[0]})
+        loss = lambda pred, target: judge.distance(pred, judge.reference(target)).mean()  # noqa: E731
+    else:
+        loss = build_loss(copy.deepcopy(loss_opt))
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 3, 96, 96, generator=generator)
+    pred = (target + 0.1 * torch.rand(2, 3, 96, 96, generator=generator)).requires_grad_()
+
+    def value_gradient_map():
+        pred.grad = None
+        value = loss(pred, target)
+        value.backward()
+        weight_map = loss.weight_map(pred, target) if hasattr(loss, 'weight_map') else None
+        return value.detach(), pred.grad, weight_map
+
+    value, gradient, weight_map = value_gradient_map()
+    with OurDefaultDevice() as mode:
+        inside = value_gradient_map()
+    assert mode.redirected == [], f'created without device=: {mode.redirected}'
+    assert torch.equal(inside[0], value) and torch.equal(inside[1], gradient)
+    assert weight_map is None or torch.equal(inside[2], weight_map)
 
 
 OUR_METRICS = {'rmse': {'type': 'calculate_rmse'}, 'ms_ssim': {'type': 'calculate_ms_ssim'},
