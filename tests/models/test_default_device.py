@@ -180,13 +180,21 @@ LOSSES_AT_96_PX = [{'type': 'SPLoss', 'base': 'charbonnier'}, {'type': 'SPLoss',
                    {'type': 'EdgeLoss'}, {'type': 'ssim judge'}, {'type': 'ms_ssim judge'}]
 
 
+class JudgeAsLoss(torch.nn.Module):
+    """A TLW judge's mean distance ``D(pred, target)``, as TLWModel's weight criterion calls it."""
+
+    def __init__(self, judge):
+        super().__init__()
+        self.judge = build_judge({'type': judge})
+
+    def forward(self, pred, target):
+        return self.judge.distance(pred, self.judge.reference(target)).mean()
+
+
 @pytest.mark.parametrize('loss_opt', LOSSES_AT_96_PX, ids=lambda opt: '-'.join(map(str, opt.values())))
 def test_our_losses_and_judges_on_larger_images_give_the_same_values_and_gradients_in_the_context(loss_opt):
-    if loss_opt['type'].endswith(' judge'):
-        judge = build_judge({'type': loss_opt['type'].split()[0]})
-        loss = lambda pred, target: judge.distance(pred, judge.reference(target)).mean()  # noqa: E731
-    else:
-        loss = build_loss(copy.deepcopy(loss_opt))
+    loss = JudgeAsLoss(loss_opt['type'].split()[0]) if loss_opt['type'].endswith(' judge') else build_loss(
+        copy.deepcopy(loss_opt))
     generator = torch.Generator().manual_seed(0)
     target = torch.rand(2, 3, 96, 96, generator=generator)
     pred = (target + 0.1 * torch.rand(2, 3, 96, 96, generator=generator)).requires_grad_()
