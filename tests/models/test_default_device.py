@@ -89,6 +89,8 @@ CASES = {
                                                 ema_decay=0.5), fixed_batch),
     **{f'TLWModel-{judge}': (lambda tmp_path, judge=judge: tlw_step_options(tmp_path, judge=judge), fixed_batch)
        for judge in ('l1', 'ssim', 'ms_ssim')},
+    'TLWModel-lpips': (with_train(tlw_step_options, tlw={'judge': {'type': 'lpips', 'pretrained': False},
+                                                         'iters_per_epoch': 1}), fixed_batch),
     'TLWModel-bfloat16': (with_train(tlw_step_options, amp={'dtype': 'bfloat16'}), fixed_batch),
     'UDLModel-esu': (lambda tmp_path: udl_options(tmp_path, 'esu'), fixed_batch),
     'UDLModel-udl': (udl_stage_two, fixed_batch),
@@ -177,7 +179,9 @@ LOSSES_AT_96_PX = [{'type': 'SPLoss', 'base': 'charbonnier'}, {'type': 'SPLoss',
                    {'type': 'AsymmetricLoss', 'per_channel': True, 'base': 'charbonnier'},
                    {'type': 'SSIMLoss', 'padding': 'valid'}, {'type': 'SSIMLoss', 'sigma': 5, 'padding': 'zero'},
                    {'type': 'MSSSIMLoss', 'padding': 'reflect'}, {'type': 'MSSSIML1Loss', 'padding': 'zero'},
-                   {'type': 'EdgeLoss'}, {'type': 'ssim judge'}, {'type': 'ms_ssim judge'}]
+                   {'type': 'EdgeLoss'}, {'type': 'judge', 'judge': {'type': 'ssim'}},
+                   {'type': 'judge', 'judge': {'type': 'ms_ssim'}},
+                   {'type': 'judge', 'judge': {'type': 'lpips', 'pretrained': False}}]  # random VGG16, no file
 
 
 class JudgeAsLoss(torch.nn.Module):
@@ -185,16 +189,19 @@ class JudgeAsLoss(torch.nn.Module):
 
     def __init__(self, judge):
         super().__init__()
-        self.judge = build_judge({'type': judge})
+        self.judge = build_judge(judge)
 
     def forward(self, pred, target):
         return self.judge.distance(pred, self.judge.reference(target)).mean()
 
 
-@pytest.mark.parametrize('loss_opt', LOSSES_AT_96_PX, ids=lambda opt: '-'.join(map(str, opt.values())))
+def loss_id(opt):
+    return f"judge-{opt['judge']['type']}" if opt['type'] == 'judge' else '-'.join(map(str, opt.values()))
+
+
+@pytest.mark.parametrize('loss_opt', LOSSES_AT_96_PX, ids=loss_id)
 def test_our_losses_and_judges_on_larger_images_give_the_same_values_and_gradients_in_the_context(loss_opt):
-    loss = JudgeAsLoss(loss_opt['type'].split()[0]) if loss_opt['type'].endswith(' judge') else build_loss(
-        copy.deepcopy(loss_opt))
+    loss = JudgeAsLoss(loss_opt['judge']) if loss_opt['type'] == 'judge' else build_loss(copy.deepcopy(loss_opt))
     generator = torch.Generator().manual_seed(0)
     target = torch.rand(2, 3, 96, 96, generator=generator)
     pred = (target + 0.1 * torch.rand(2, 3, 96, 96, generator=generator)).requires_grad_()
