@@ -2,7 +2,8 @@
 ``DataParallel.forward`` (``data_parallel_simulation``: two replicas, each in its own thread, on half the batch)
 give the plain network's outputs and, after backward, its gradients.
 
-The networks run in float64 in training mode; the chunked batch changes only the order of summations. Random
+The networks run in float64, in training mode (forward and backward) and in eval mode without gradients
+(validation); the chunked batch changes only the order of summations. Random
 draws inside a forward (NLSN's hash rotations) are fixed for the test (every ``torch.randn`` without a generator
 draws from one seed), since two replicas draw twice where the plain network draws once. In training mode
 BatchNorm normalises by the statistics of each replica's chunk (DataParallel is not SyncBatchNorm), so the batch
@@ -98,6 +99,7 @@ def test_each_replica_gives_the_plain_networks_outputs_and_gradients(name):
     torch.manual_seed(0)
     net = build_network({'type': name, **copy.deepcopy(options)}).double().train()
     args, kwargs = inputs()
+    evaluated = copy.deepcopy(net).eval()
     plain_outputs, plain_grads = forward_backward(copy.deepcopy(net), args, kwargs)
 
     wrapped = SimulatedDataParallel(net)
@@ -109,3 +111,10 @@ def test_each_replica_gives_the_plain_networks_outputs_and_gradients(name):
     assert set(grads) == set(plain_grads) == {n for n, p in net.named_parameters() if p.requires_grad}
     for key, grad in grads.items():
         torch.testing.assert_close(grad, plain_grads[key], rtol=1e-9, atol=1e-12, msg=key)
+
+    # validation and testing: eval mode without gradients (replicate's detached broadcast)
+    with torch.no_grad():
+        plain_outputs = tensors(evaluated(*args, **kwargs))
+        outputs = tensors(SimulatedDataParallel(evaluated)(*args, **kwargs))
+    for output, plain in zip(outputs, plain_outputs, strict=True):
+        torch.testing.assert_close(output, plain, rtol=1e-9, atol=1e-12)

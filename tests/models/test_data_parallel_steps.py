@@ -84,7 +84,7 @@ def test_a_data_parallel_step_is_the_plain_models_step(tmp_path, case, monkeypat
     with monkeypatch.context() as patch:
         patch.setattr(BaseModel, 'model_to_device', lambda self, net: SimulatedDataParallel(net.to(self.device)))
         model, logged, _, after = one_step(opt, case)
-    wrapped = [getattr(model, name) for name in networks(model)]
+    wrapped = [getattr(model, name) for name in networks(model)] + ([model.estimator] if case == 'UDLModel-udl' else [])
     assert all(isinstance(net, SimulatedDataParallel) and len(net.replica_threads) == 2 for net in wrapped)
     assert logged == pytest.approx(plain_logged, rel=1e-9, abs=1e-12)
     assert any(not torch.equal(before[key], value) for key, value in after.items())  # the step moved weights
