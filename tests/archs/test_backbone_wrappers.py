@@ -144,3 +144,13 @@ def test_a_deep_copy_and_a_pickled_copy_read_their_own_features():
         other_out, other_features = other(x)
         assert torch.equal(other_features, features) and not torch.allclose(other_out, out)
         assert other.backbone.conv_last.kept_input is None and wrapper.backbone.conv_last.kept_input is None
+
+
+def test_the_feature_hook_compiles_into_one_graph():
+    """``train.compile``: dynamo traces the hook and the read of the kept input without a graph break."""
+    torch.manual_seed(0)
+    net = build_network({'type': 'UncertaintySRNet', 'backbone': BACKBONES['EDSR'], 'num_feat': 4})
+    x = torch.rand(1, 3, 8, 8)
+    compiled = torch.compile(net, backend='eager', fullgraph=True)  # fullgraph: a graph break is an error
+    for got, expected in zip(compiled(x, return_uncertainty=True), net(x, return_uncertainty=True)):
+        torch.testing.assert_close(got, expected)
