@@ -16,7 +16,9 @@ import torch
 from basicsr.models.base_model import BaseModel
 from data_parallel_simulation import SimulatedDataParallel
 from test_model_steps import float64  # noqa: F401 (a fixture)
-from test_model_steps import build, fixed_batch, gradient_descent, step_options, tiny_edsr
+from test_model_steps import build, fixed_batch, step_options, tiny_edsr
+from test_stage_supervised_model import blurred_batch
+from test_stage_supervised_model import options as stage_supervised_options
 from test_tlw_model import tlw_step_options
 from test_udl_model import stage_one_checkpoint, udl_options
 
@@ -42,11 +44,13 @@ def model_options(tmp_path, case):
         return udl_options(tmp_path, 'esu')
     if case == 'UDLModel-udl':
         return udl_options(tmp_path, 'udl', stage_one_checkpoint(tmp_path)[1])
+    if case == 'StageSupervisedModel':
+        return stage_supervised_options(tmp_path)
     return step_options(tmp_path, 'SRModel', tiny_edsr(), {'type': 'SPLoss'}, 1e-2)
 
 
 def batch(case):
-    data = fixed_batch()
+    data = blurred_batch() if case == 'StageSupervisedModel' else fixed_batch()
     if case == 'TLWModel':
         data = {key: torch.cat([value, value]) for key, value in data.items()}
     return data
@@ -73,7 +77,7 @@ def one_step(opt, case):
     return model, {key: float(value) for key, value in model.log_dict.items()}, before, weights(model)
 
 
-CASES = ['SRModel', 'FGDModel', 'UDLModel-esu', 'UDLModel-udl', 'TLWModel']
+CASES = ['SRModel', 'FGDModel', 'UDLModel-esu', 'UDLModel-udl', 'TLWModel', 'StageSupervisedModel']
 
 
 @pytest.mark.usefixtures('float64')
