@@ -10,9 +10,14 @@ from torch import nn
 from losses_plugin.checks import OptionError
 
 
-def keep_input(module, args):
+def keep_input(module: nn.Module, args: tuple) -> None:
     """Forward pre-hook: keeps the input on the module called, so that each copy of a network (DataParallel's
-    replicas share their hooks) reads its own; a plain function, so networks deepcopy, pickle and compile."""
+    replicas share their hooks) reads its own; a plain function, so networks deepcopy, pickle and compile.
+
+    Args:
+        module (nn.Module): the hooked module, or the replica of it that is being called.
+        args (tuple): its positional inputs; the first is kept as ``module.kept_input``.
+    """
     module.kept_input = args[0]
 
 
