@@ -149,6 +149,27 @@ def _gradient_norm(params, grad_clip):
     return torch.nn.utils.get_total_norm(grads)
 
 
+class ReplicaAutocastDtype:
+    """Forward pre-hook on a DataParallel's module: its replicas run in ``dtype`` under autocast.
+
+    torch's ``parallel_apply`` runs each replica in a new thread and re-enters autocast there with ``enabled``
+    only; the autocast dtype is thread-local and a new thread's is the device type's default (float16 on CUDA),
+    so bfloat16 training would run its replicas in float16, without a GradScaler. DataParallel's replicas share
+    their module's hooks; this one sets the dtype before the replica's first operation.
+
+    Args:
+        device_type (str): the networks' device type ('cuda').
+        dtype (torch.dtype): ``train.amp``'s dtype.
+    """
+
+    def __init__(self, device_type: str, dtype: torch.dtype):
+        self.device_type, self.dtype = device_type, dtype
+
+    def __call__(self, module, args):
+        if torch.is_autocast_enabled(self.device_type):
+            torch.set_autocast_dtype(self.device_type, self.dtype)
+
+
 class StepGuard:
     """Backward, gradient check and clipping, and the optimiser step, for one model.
 
@@ -178,13 +199,15 @@ class StepGuard:
                               enabled=self.amp_dtype is not None)
 
     def prepare_networks(self):
-        """``compile`` for every network the model optimises (after DDP wrapping; ``channels_last`` came before it,
-        in ``model_to_device``)."""
+        """``compile``, and ``amp``'s dtype in DataParallel's replicas, for every network the model optimises (after
+        BasicSR's DDP or DataParallel wrapping; ``channels_last`` came before it, in ``model_to_device``)."""
         trained = {id(p) for optimizer in self.model.optimizers for group in optimizer.param_groups
                    for p in group['params']}
         for name, net in model_networks(self.model).items():
             if not any(id(p) in trained for p in net.parameters()):
                 continue
+            if self.amp_dtype is not None and isinstance(net, torch.nn.DataParallel):
+                net.module.register_forward_pre_hook(ReplicaAutocastDtype(self.model.device.type, self.amp_dtype))
             if self.compile is not None:
                 import torch._dynamo as dynamo
 
