@@ -1,7 +1,7 @@
 """The training pipeline behind ``basicsr train`` and ``python -m losses_plugin train``.
 
 It is BasicSR's ``train_pipeline`` loop (same options, models, logging, checkpoints and
-validation) with five differences:
+validation) with six differences:
 
 - a resumed run continues exactly: it skips the samples the interrupted epoch already used
   (BasicSR repeats the epoch from its start) and augmentations depend on the sample alone
@@ -9,12 +9,13 @@ validation) with five differences:
 - every rank's random generators are saved with each checkpoint and restored (:mod:`losses_plugin.rng_state`);
 - after distributed training it checks, and logs, that every rank holds the same parameters;
 - with ``logger.log_weight_maps: true`` it logs each loss's weight map at every validation;
+- a loss spike that ``train.loss_spike`` stops on is saved as a checkpoint of the restored, pre-spike state;
 - SIGTERM or SIGINT (a scheduler's preemption, Ctrl-C) ends the run at the end of the current
   iteration with a resumable checkpoint of that iteration (all ranks agree which), then
   :class:`Interrupted`.
 
 BasicSR's own ``basicsr.train.train_pipeline`` keeps working after ``import losses_plugin``
-(on CPU too); it just lacks these five.
+(on CPU too); it just lacks these six.
 """
 import datetime
 import hashlib
@@ -37,6 +38,7 @@ from losses_plugin import rng_state
 from losses_plugin.checks import OptionError
 from losses_plugin.data.deterministic_sampling import KeySeededDataset, ResumableEnlargedSampler
 from losses_plugin.distributed import any_rank
+from losses_plugin.models.loss_spike import LossSpikeStop
 from losses_plugin.models.sharded_validation import model_networks
 from losses_plugin.models.training_step import TrainingStopped
 from losses_plugin.options import parse_options
@@ -233,7 +235,13 @@ def train_pipeline(root_path):
             for train_data in epoch_batches(train_loader, opt):
                 data_timer.record()
                 current_iter += 1
-                model.update_learning_rate(current_iter, warmup_iter=opt['train'].get('warmup_iter', -1))
+                try:
+                    model.update_learning_rate(current_iter, warmup_iter=opt['train'].get('warmup_iter', -1))
+                except LossSpikeStop as spike:  # the state before the spike is restored: keep it
+                    model.save(epoch, current_iter - 1)
+                    rng_state.save(opt, current_iter - 1, iters_per_epoch)
+                    raise LossSpikeStop(f'{spike} The restored state is saved as iteration {current_iter - 1}; '
+                                        '--auto_resume continues from it.') from None
                 model.feed_data(train_data)
                 model.optimize_parameters(current_iter)
                 iter_timer.record()
@@ -271,6 +279,8 @@ def train_pipeline(root_path):
             epoch += 1
 
     logger.info(f'End of training. Time consumed: {datetime.timedelta(seconds=int(time.time() - start_time))}')
+    if model.device.type == 'cuda':
+        logger.info(f'Peak CUDA memory allocated: {torch.cuda.max_memory_allocated(model.device) / 2 ** 20:.0f} MiB')
     logger.info('Save the latest model.')
     model.save(epoch=-1, current_iter=-1)
     if opt.get('val') is not None:
