@@ -9,7 +9,7 @@ differing. ``import basicsr`` cannot run without the hook's torchvision part on 
 baseline is the hook with ``LOSSES_PLUGIN_NO_REGISTRY_HOOK=1``: the torchvision part alone, as before the
 registry part existed. Usage:
 
-    python scripts/benchmark_startup.py [--rounds 20] [--markdown docs/benchmarks.md]
+    python scripts/benchmark_startup.py [--rounds 20] [--markdown docs/benchmark_startup.md]
 
 ``--markdown`` replaces the file's section "Start-up hook" (from its heading to the next ``## ``) or appends it.
 """
