@@ -7,7 +7,8 @@ leaves the file it would have replaced untouched. Temporary files are named ``<f
 (:func:`is_temporary`); one is left behind only by a process killed while writing it.
 
 Test hook (for the tests that kill or starve a real training process at a chosen write):
-``LOSSES_PLUGIN_TEST_WRITE_FAULT=<action>:<glob>`` acts on every write whose file name matches ``<glob>``:
+``LOSSES_PLUGIN_TEST_WRITE_FAULT=<action>:<glob>[,<glob>...]`` acts on every write whose file name matches a
+``<glob>``:
 ``block`` sleeps with the temporary file complete, just before ``os.replace``; ``ENOSPC`` fails the write
 part-way with "No space left on device", as a full disk does.
 """
@@ -32,8 +33,8 @@ def _fault(name):
     hook = os.environ.get(FAULT_HOOK)
     if not hook:
         return None
-    action, _, pattern = hook.partition(':')
-    return action if fnmatch.fnmatchcase(name, pattern) else None
+    action, _, patterns = hook.partition(':')
+    return action if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns.split(',')) else None
 
 
 class _ChecksumWriter:

@@ -47,9 +47,10 @@ def choose_resume_state(opt):
         state, problems = checkpoint_sets.check_set(path, device)
         if problems:
             newest, _, _ = checkpoint_sets.newest_complete_set(os.path.dirname(path))
+            newest = os.path.join(os.path.dirname(path), os.path.basename(newest)) if newest else 'none'
             file, why = problems[0]
-            raise OptionError(f'path.resume_state: {file} {why}, so {path} is not a complete checkpoint; the newest '
-                              f'complete one there is {newest or "none"}')
+            what = f'{path} {why}' if file == path else f'{path} is not a complete checkpoint: {file} {why}'
+            raise OptionError(f'path.resume_state: {what}; the newest complete checkpoint there is {newest}')
         return path, state
     state_folder = os.path.join('experiments', opt['name'], 'training_states')
     if not os.path.isdir(state_folder):
