@@ -1,14 +1,22 @@
-"""Time saving one checkpoint set atomically (temporary file, sha256, fsync, os.replace) against plain torch.save.
+"""Time saving one checkpoint set as the trainer does against plain torch.save of the same files.
 
 A set is what the trainer writes at a checkpoint: the network file (``params``) and the training state
 (Adam's moments after one step, the scheduler). For EDSR 64x16 and RCAN (BasicSR's defaults), each repetition
-saves the set both ways, in alternating order, into the same folder; the medians and their ratio are printed.
-fsync waits for the disk, so the ratio depends on the disk and its cache: run it where the checkpoints go.
+saves the set three ways, in rotating order, into one folder, and the medians are printed with their ratios
+to plain ``torch.save``:
+
+- ``torch.save``: each file in place, nothing fsynced (BasicSR 1.4.2);
+- ``set, background``: :class:`losses_plugin.checkpoint_sets.SetWriter` as our trainer uses it: the time the
+  training loop waits (``torch.save`` into temporary files and their CRC-32), and the time until the set is
+  durable (fsyncs and renames, done in a thread while training goes on);
+- ``set, foreground``: the same with everything before ``model.save`` returns (BasicSR's own train_pipeline).
+
+fsync waits for the disk, so the durable times depend on the disk and its cache: run it where the
+checkpoints go.
 
     OMP_NUM_THREADS=1 python scripts/benchmark_checkpoint.py --repeats 15 --dir /path/on/that/disk
 """
 import argparse
-import hashlib
 import os
 import statistics
 import tempfile
@@ -19,7 +27,7 @@ from basicsr.archs.edsr_arch import EDSR
 from basicsr.archs.rcan_arch import RCAN
 
 import losses_plugin  # noqa: F401  (BasicSR's import needs the compat patches)
-from losses_plugin import checkpoint_files
+from losses_plugin import checkpoint_sets
 
 NETWORKS = {
     'EDSR 64x16': lambda: EDSR(3, 3, num_feat=64, num_block=16, upscale=4),
@@ -38,14 +46,21 @@ def checkpoint_set(net):
     return network, state
 
 
-def save_plain(files, folder):
-    for name, obj in files.items():
-        torch.save(obj, os.path.join(folder, name))
+def save_plain(network, state, root):
+    torch.save(network, os.path.join(root, 'models', 'net_g_1.pth'))
+    torch.save(state, os.path.join(root, 'training_states', '1.state'))
 
 
-def save_atomic(files, folder):
-    for name, obj in files.items():
-        checkpoint_files.save(obj, os.path.join(folder, name))
+def save_set(network, state, root, background):
+    """(seconds until the training loop goes on, seconds until the set is durable)."""
+    writer = checkpoint_sets.SetWriter(root)
+    writer.background = background
+    start = time.perf_counter()
+    writer.write(1, network, os.path.join(root, 'models', 'net_g_1.pth'))
+    writer.commit(1, dict(state), os.path.join(root, 'training_states', '1.state'))
+    returned = time.perf_counter()
+    writer.wait()
+    return returned - start, time.perf_counter() - start
 
 
 def main():
@@ -54,28 +69,32 @@ def main():
     parser.add_argument('--dir', default=None, help='where to write (default: a temporary folder)')
     args = parser.parse_args()
     torch.manual_seed(0)
-    with tempfile.TemporaryDirectory(dir=args.dir) as folder:
+    with tempfile.TemporaryDirectory(dir=args.dir) as root:
+        for folder in ('models', 'training_states'):
+            os.makedirs(os.path.join(root, folder))
         for label, build in NETWORKS.items():
             network, state = checkpoint_set(build())
-            files = {'net_g_1.pth': network, '1.state': state}
-            ways = {'torch.save': save_plain, 'atomic': save_atomic}
-            times = {way: [] for way in ways}
+            times = {'torch.save': [], 'background: loop waits': [], 'background: durable': [], 'foreground': []}
+            ways = ['plain', 'background', 'foreground']
             for repeat in range(args.repeats + 1):
-                order = list(ways) if repeat % 2 == 0 else list(reversed(ways))
-                for way in order:
-                    start = time.perf_counter()
-                    ways[way](files, folder)
+                for way in ways[repeat % 3:] + ways[:repeat % 3]:
+                    if way == 'plain':
+                        start = time.perf_counter()
+                        save_plain(network, state, root)
+                        spent = {'torch.save': time.perf_counter() - start}
+                    elif way == 'background':
+                        spent = dict(zip(('background: loop waits', 'background: durable'),
+                                         save_set(network, state, root, True)))
+                    else:
+                        spent = {'foreground': save_set(network, state, root, False)[1]}
                     if repeat:  # the first round warms the page cache and the allocator
-                        times[way].append(time.perf_counter() - start)
-            size = sum(os.path.getsize(os.path.join(folder, name)) for name in files)
-            data = b''.join(open(os.path.join(folder, name), 'rb').read() for name in files)
-            start = time.perf_counter()
-            hashlib.sha256(data).hexdigest()
-            sha_ms = (time.perf_counter() - start) * 1e3
-            plain, atomic = (statistics.median(times[way]) * 1e3 for way in ways)
-            print(f'{label}: set of {size / 2**20:.1f} MiB; torch.save {plain:.1f} ms, atomic (sha256 + fsync) '
-                  f'{atomic:.1f} ms, ratio {atomic / plain:.2f}x (medians of {args.repeats}); sha256 alone '
-                  f'{sha_ms:.1f} ms')
+                        for key, seconds in spent.items():
+                            times[key].append(seconds)
+            size = sum(os.path.getsize(os.path.join(root, f)) for f in ('models/net_g_1.pth', 'training_states/1.state'))
+            medians = {key: statistics.median(values) * 1e3 for key, values in times.items()}
+            plain = medians['torch.save']
+            print(f'{label}: set of {size / 2**20:.1f} MiB, medians of {args.repeats}: ' + ', '.join(
+                f'{key} {ms:.1f} ms ({ms / plain:.2f}x)' for key, ms in medians.items()))
 
 
 if __name__ == '__main__':
