@@ -172,11 +172,12 @@ def remove_temporary_files(root: str) -> list:
 class SetWriter:
     """Writes the checkpoint sets of one experiment folder (on rank 0, which alone saves).
 
-    ``write`` stages a file of iteration N (``torch.save`` into a temporary file); ``commit`` writes N's
-    state with the list of the staged files, then fsyncs and renames them all, the state last. With
-    ``background`` set (our trainer sets it), that second half runs in a thread while training goes on:
-    fsync waits for the disk, and the tensors are already in the temporary files. Iteration -1 (BasicSR's
-    ``*_latest.pth``, outside any set) is written at once.
+    ``write`` saves a file of iteration N (:func:`losses_plugin.checkpoint_files.save`) and ``commit``
+    writes N's state with the list of those files. With ``background`` set (our trainer sets it), ``write``
+    only stages the file (``torch.save`` into a temporary file) and ``commit`` hands the fsyncs and renames
+    of the set, the state last, to a thread while training goes on: fsync waits for the disk, and the
+    tensors are in the temporary files already. Iteration -1 (BasicSR's ``*_latest.pth``, outside any set)
+    is written at once.
 
     Args:
         root (str): The experiment folder.
@@ -202,9 +203,12 @@ class SetWriter:
             path (str): Where.
         """
         try:
-            if current_iter < 0:
-                checkpoint_files.save(obj, path)
+            if current_iter < 0 or not self.background:
+                record = checkpoint_files.save(obj, path)
+                if current_iter >= 0:
+                    self.staged[current_iter].append((None, record, path))
             else:
+                self._publish_uncommitted(but=current_iter)
                 self.staged[current_iter].append((*checkpoint_files.write_temporary(obj, path), path))
         except OSError as error:
             self._storage_error(current_iter, path, error)
@@ -222,12 +226,16 @@ class SetWriter:
         if not self.failed.get(current_iter):
             state[FILES_KEY] = {os.path.relpath(p, self.root): record for _, record, p in staged}
             try:
-                staged.append((*checkpoint_files.write_temporary(state, path), path))
+                if self.background:
+                    staged.append((*checkpoint_files.write_temporary(state, path), path))
+                else:
+                    checkpoint_files.save(state, path)
             except OSError as error:
                 self._storage_error(current_iter, path, error)
         if self.failed.get(current_iter):
             for temporary, _, _ in staged:
-                checkpoint_files.discard(temporary)
+                if temporary is not None:
+                    checkpoint_files.discard(temporary)
             logger.warning(f'Checkpoint of iteration {current_iter} not complete ({"; ".join(self.failed[current_iter])})'
                            f': its training state is not written and the newest complete checkpoint stays '
                            f'{self.newest or "the previous one"}.')
@@ -237,8 +245,8 @@ class SetWriter:
                                            name=f'checkpoint {current_iter}')
             self.thread.start()
         else:
-            self._complete(current_iter, staged)
-            self.wait()
+            self.newest = path
+            self._retain()
 
     def wait(self) -> None:
         """Waits for the set being completed in the background; raises what went wrong there (not a disk error)."""
@@ -252,7 +260,19 @@ class SetWriter:
     def saved(self, current_iter: int) -> list:
         """``['path: error', ...]`` of iteration ``current_iter``'s files that could not be saved (empty: all were)."""
         self.wait()
+        self._publish_uncommitted()
         return list(self.failed.get(current_iter, []))
+
+    def _publish_uncommitted(self, but=None):
+        """Puts in place, outside any set, the staged files of iterations that no state committed (a model whose
+        ``save`` writes networks only), so that no file it saved is lost."""
+        for iteration in [i for i in self.staged if i != but]:
+            for temporary, _, path in self.staged.pop(iteration):
+                try:
+                    checkpoint_files.publish(temporary, path)
+                    checkpoint_files.fsync_folder(os.path.dirname(path))
+                except OSError as error:
+                    self._storage_error(iteration, path, error)
 
     def _storage_error(self, current_iter, path, error):
         if error.errno not in STORAGE_ERRORS:
@@ -265,7 +285,7 @@ class SetWriter:
         """fsyncs and renames the staged files, then the state (the last of ``staged``); retention after."""
         try:
             try:
-                for temporary, _, path in staged[:-1]:
+                for temporary, _, path in staged[:-1]:  # in background mode all are temporary files
                     checkpoint_files.publish(temporary, path)
                 for folder in sorted({os.path.dirname(p) for _, _, p in staged[:-1]}):
                     checkpoint_files.fsync_folder(folder)

@@ -201,7 +201,7 @@ def test_keep_checkpoints_keeps_the_newest_complete_sets(tmp_path, monkeypatch):
         ('training_states', '6_rng.pth')]]
     monkeypatch.setenv(checkpoint_files.FAULT_HOOK, 'ENOSPC:8_rng.pth')
     save_set(writer, root, 8)  # incomplete: 4 and 6 stay the two newest complete sets
-    assert (root / 'training_states' / '4.state').exists() and not (root / 'models' / 'net_g_8.pth').exists()
+    assert (root / 'training_states' / '4.state').exists() and not (root / 'training_states' / '8.state').exists()
     tear(root / 'models' / 'net_g_6.pth', 'truncate')
     monkeypatch.delenv(checkpoint_files.FAULT_HOOK)
     save_set(writer, root, 10)  # 6 is torn: 10 and 4 are the newest complete, 6 is left alone
@@ -214,3 +214,16 @@ def test_keep_checkpoints_keeps_the_newest_complete_sets(tmp_path, monkeypatch):
 def test_keep_checkpoints_must_be_a_positive_integer(keep):
     with pytest.raises(OptionError, match=r'^logger.keep_checkpoints must be an integer >= 1 .*, got '):
         checkpoint_sets.keep_checkpoints({'logger': {'keep_checkpoints': keep}})
+
+
+def test_in_the_background_a_set_is_in_place_once_saved_returns(tmp_path):
+    root, opt = experiment(tmp_path)
+    writer = checkpoint_sets.writer(opt)
+    writer.background = True
+    save_set(writer, root, 4)
+    assert writer.saved(4) == [] and checkpoint_sets.check_set(str(root / 'training_states' / '4.state'))[1] == []
+    # a model whose save writes networks only: its staged files are put in place all the same
+    writer.write(6, {'params': {}}, str(root / 'models' / 'net_g_6.pth'))
+    assert not (root / 'models' / 'net_g_6.pth').exists()
+    assert writer.saved(-1) == [] and (root / 'models' / 'net_g_6.pth').exists()
+    assert not any(checkpoint_files.is_temporary(n) for n in files_of(root))

@@ -234,6 +234,8 @@ def test_twenty_sigkills_at_random_moments_end_identical(demo_data, tmp_path):
         process.wait()
         kills += 1
     assert kills == 20, f'the run finished after {kills} kills: raise total'
+    outputs = ''.join(p.read_text() for p in tmp_path.glob('soak_*.out'))
+    assert '--auto_resume removed' in outputs or '--auto_resume steps over' in outputs, 'no kill hit a save'
     result = run_cli(['train', '-opt', opt_file, '--auto_resume'], cwd=tmp_path)
     reference = dict(opt, name='soak_reference')
     run_cli(['train', '-opt', write_options(reference, tmp_path / 'soak_reference.yml')], cwd=tmp_path)
