@@ -227,3 +227,22 @@ def test_in_the_background_a_set_is_in_place_once_saved_returns(tmp_path):
     assert not (root / 'models' / 'net_g_6.pth').exists()
     assert writer.saved(-1) == [] and (root / 'models' / 'net_g_6.pth').exists()
     assert not any(checkpoint_files.is_temporary(n) for n in files_of(root))
+
+
+def test_the_file_is_fsynced_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def spy_fsync(fd):
+        events.append(('fsync', os.readlink(f'/proc/self/fd/{fd}')))
+        fsync(fd)
+
+    def spy_replace(src, dst):
+        events.append(('replace', os.path.basename(src), os.path.basename(dst)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, 'fsync', spy_fsync)
+    monkeypatch.setattr(os, 'replace', spy_replace)
+    checkpoint_files.save({'a': 1}, str(tmp_path / 'x.pth'))
+    temporary = f'x.pth.partial-{os.getpid()}'
+    assert events == [('fsync', str(tmp_path / temporary)), ('replace', temporary, 'x.pth'), ('fsync', str(tmp_path))]
