@@ -1,10 +1,11 @@
 """``torch.save`` that a kill, a crash or a full disk cannot leave half-written.
 
-:func:`save` (:func:`write_temporary`, then :func:`publish`) writes to a temporary file in the destination's folder, flushes and fsyncs it, moves it into
-place with ``os.replace`` (atomic: a reader sees the old file or the new one, never part of one) and fsyncs
-the folder so that the rename itself survives a power cut. A failed write removes its temporary file and
-leaves the file it would have replaced untouched. Temporary files are named ``<file>.partial-<pid>``
-(:func:`is_temporary`); one is left behind only by a process killed while writing it.
+:func:`save` (:func:`write_temporary`, then :func:`publish`) writes to a temporary file in the destination's
+folder, flushes and fsyncs it, moves it into place with ``os.replace`` (atomic: a reader sees the old file
+or the new one, never part of one) and fsyncs the folder so that the rename itself survives a power cut.
+A failed write removes its temporary file and leaves the file it would have replaced untouched. Temporary
+files are named ``<file>.partial-<pid>`` (:func:`is_temporary`); one is left behind only by a process
+killed while writing it.
 
 Test hook (for the tests that kill or starve a real training process at a chosen write):
 ``LOSSES_PLUGIN_TEST_WRITE_FAULT=<action>:<glob>[,<glob>...]`` acts on every write whose file name matches a

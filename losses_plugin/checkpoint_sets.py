@@ -30,7 +30,8 @@ from losses_plugin.checks import OptionError
 FILES_KEY = 'checkpoint_files'  # in N.state: {path relative to the experiment folder: {'size', 'crc32'}}
 # Errors of the disk rather than of the program: a save that meets one is skipped with a warning.
 STORAGE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS})
-SET_FILE = {'training_states': re.compile(r'^(\d+)(?:\.state|_rng\.pth)$'), 'models': re.compile(r'^net_.+_(\d+)\.pth$')}
+SET_FILE = {'training_states': re.compile(r'^(\d+)(?:\.state|_rng\.pth)$'),
+            'models': re.compile(r'^net_.+_(\d+)\.pth$')}
 
 logger = logging.getLogger('basicsr')  # BasicSR's root logger: its log file and console once set up
 
@@ -188,7 +189,7 @@ class SetWriter:
         self.root = root
         self.keep = keep
         self.background = False
-        self.staged = collections.defaultdict(list)  # iteration -> [(temporary, path, record)]
+        self.staged = collections.defaultdict(list)  # iteration -> [(temporary or None, record, path)]
         self.failed = collections.defaultdict(list)  # iteration -> ['path: error']
         self.newest = None  # the newest set this writer completed
         self.thread = None
@@ -236,9 +237,9 @@ class SetWriter:
             for temporary, _, _ in staged:
                 if temporary is not None:
                     checkpoint_files.discard(temporary)
-            logger.warning(f'Checkpoint of iteration {current_iter} not complete ({"; ".join(self.failed[current_iter])})'
-                           f': its training state is not written and the newest complete checkpoint stays '
-                           f'{self.newest or "the previous one"}.')
+            logger.warning(f'Checkpoint of iteration {current_iter} not complete ('
+                           f'{"; ".join(self.failed[current_iter])}): its training state is not written and the '
+                           f'newest complete checkpoint stays {self.newest or "the previous one"}.')
             return
         if self.background:
             self.thread = threading.Thread(target=self._complete, args=(current_iter, staged),
@@ -278,8 +279,8 @@ class SetWriter:
         if error.errno not in STORAGE_ERRORS:
             raise error
         self.failed[current_iter].append(f'{path}: {error.strerror}')
-        later = 'the checkpoint of this iteration will not count; training goes on' if current_iter >= 0 else ''
-        logger.warning(f'Could not save {path}: [Errno {error.errno}] {error.strerror}' + (f'; {later}.' if later else '.'))
+        later = '; the checkpoint of this iteration will not count; training goes on' if current_iter >= 0 else ''
+        logger.warning(f'Could not save {path}: [Errno {error.errno}] {error.strerror}{later}.')
 
     def _complete(self, current_iter, staged):
         """fsyncs and renames the staged files, then the state (the last of ``staged``); retention after."""

@@ -90,7 +90,8 @@ def main():
                     if repeat:  # the first round warms the page cache and the allocator
                         for key, seconds in spent.items():
                             times[key].append(seconds)
-            size = sum(os.path.getsize(os.path.join(root, f)) for f in ('models/net_g_1.pth', 'training_states/1.state'))
+            size = sum(os.path.getsize(os.path.join(root, name))
+                       for name in ('models/net_g_1.pth', 'training_states/1.state'))
             medians = {key: statistics.median(values) * 1e3 for key, values in times.items()}
             plain = medians['torch.save']
             print(f'{label}: set of {size / 2**20:.1f} MiB, medians of {args.repeats}: ' + ', '.join(

@@ -214,6 +214,22 @@ def test_a_full_disk_skips_that_save_and_a_lost_final_save_fails_the_run(demo_da
         assert checkpoint_sets.check_set(str(experiment / 'training_states' / f'{iteration}.state'))[1] == []
 
 
+def test_a_stop_signal_whose_checkpoint_cannot_be_saved_says_so(demo_data, tmp_path):
+    opt = kill_options(demo_data, 'stop_full', total_iter=100000)
+    opt['logger']['save_checkpoint_freq'] = 100000
+    experiment = tmp_path / 'experiments' / 'stop_full'
+    opt_file = write_options(opt, tmp_path / 'stop_full.yml')
+    process, output = start(opt_file, tmp_path, env={FAULT_HOOK: 'ENOSPC:*.state'})
+    wait_for_iteration(experiment, 3, process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 128 + signal.SIGTERM
+    last = Path(output).read_text().strip().splitlines()[-1]
+    assert re.fullmatch(rf'basicsr train: stopped by SIGTERM at iteration (\d+), but its checkpoint could not be saved '
+                        rf'\({experiment}/training_states/\1\.state: No space left on device\); --auto_resume '
+                        r'continues from the newest complete one', last), last
+    assert list((experiment / 'training_states').glob('*.state*')) == []
+
+
 def test_twenty_sigkills_at_random_moments_end_identical(demo_data, tmp_path):
     total = 120
     opt = kill_options(demo_data, 'soak', total_iter=total)
