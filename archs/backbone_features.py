@@ -10,6 +10,17 @@ from torch import nn
 from losses_plugin.checks import OptionError
 
 
+def keep_input(module: nn.Module, args: tuple) -> None:
+    """Forward pre-hook: keeps the input on the module called, so that each copy of a network (DataParallel's
+    replicas share their hooks) reads its own; a plain function, so networks deepcopy, pickle and compile.
+
+    Args:
+        module (nn.Module): the hooked module, or the replica of it that is being called.
+        args (tuple): its positional inputs; the first is kept as ``module.kept_input``.
+    """
+    module.kept_input = args[0]
+
+
 class BackboneWithFeatures(nn.Module):
     """``forward(x) -> (backbone(x), features entering `feature_module`)``.
 
@@ -36,16 +47,15 @@ class BackboneWithFeatures(nn.Module):
         self.feature_channels = getattr(module, 'in_channels', None)
         if self.feature_channels is None:  # the heads on the features are sized by it
             raise OptionError(f"{owner}: feature_module '{feature_module}' must be a convolution")
-        self._features = None
-        module.register_forward_pre_hook(self._keep_input)
-
-    def _keep_input(self, module, args):
-        self._features = args[0]
+        module.register_forward_pre_hook(keep_input)
 
     def forward(self, x):
-        self._features = None
+        # The module this forward calls, not the one hooked at construction: under DataParallel each replica
+        # runs its own copy of the backbone (in its own thread), and the hook stores on the module it runs on.
+        module = self.backbone.get_submodule(self.feature_module)
+        module.kept_input = None
         out = self.backbone(x)
-        features, self._features = self._features, None
+        features, module.kept_input = module.kept_input, None
         if features is None:
             raise RuntimeError(f'{type(self.backbone).__name__} never called {self.feature_module} in its forward')
         return out, self.image_part(features, x)

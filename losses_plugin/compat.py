@@ -12,13 +12,16 @@ machine where BasicSR already worked (CUDA available, older torchvision):
   on the file system, so sample i differs between machines and between a folder and the LMDB made
   from it (whose keys are sorted); folder listings are sorted instead.
 - :func:`patch_cpu_distributed`: ``--launcher pytorch|slurm`` calls ``torch.cuda.set_device`` and
-  NCCL, and DDP is given CUDA ``device_ids``; without a GPU we use gloo and plain CPU DDP.
+  NCCL, and DDP is given CUDA ``device_ids``; without a GPU, or with ``num_gpu: 0`` (also under BasicSR's
+  own ``train_pipeline``, which opens the process group before it reads ``num_gpu``), we use gloo and plain
+  CPU DDP.
 - :func:`patch_dist_validation`: ``SRModel.dist_validation`` validates on rank 0 alone through the
   DDP-wrapped network and hangs for networks with buffers; every rank validates a shard instead.
 - :func:`patch_guarded_steps`: ``SRModel`` (and every model built on it) steps through
   :class:`losses_plugin.models.training_step.StepGuard` (``train.amp``, ``train.grad_clip``,
   ``train.non_finite``, ``train.channels_last``, ``train.compile``), whose state (GradScalers, skip
-  counts) joins the training state; no model saves non-finite weights. Networks and training states are
+  counts) joins the training state; no model saves non-finite weights; ``train.channels_last`` lays a
+  network out in ``model_to_device``, before DDP or DataParallel wraps it. Networks and training states are
   written as checkpoint sets (:mod:`losses_plugin.checkpoint_sets`: atomic files, the state last and
   listing the others), not by ``torch.save`` in place.
 """
@@ -112,7 +115,7 @@ def patch_cpu_distributed():
     from basicsr.models.base_model import BaseModel
     from basicsr.utils import dist_util
 
-    from losses_plugin.distributed import settings
+    from losses_plugin.distributed import settings, trains_on_cpu
 
     cuda_init = {'_init_dist_pytorch': dist_util._init_dist_pytorch, '_init_dist_slurm': dist_util._init_dist_slurm}
     cpu_init = {'_init_dist_pytorch': _init_dist_pytorch_cpu, '_init_dist_slurm': _init_dist_slurm_cpu}
@@ -120,7 +123,9 @@ def patch_cpu_distributed():
     def dispatch(name):
 
         def init(backend, **kwargs):
-            chosen = cuda_init if torch.cuda.is_available() and not settings.cpu_backend else cpu_init
+            # our CLI decides from its checked options; BasicSR's own parse_options from its command line
+            cpu = settings.cpu_backend if settings.cpu_backend is not None else trains_on_cpu(sys.argv[1:])
+            chosen = cuda_init if torch.cuda.is_available() and not cpu else cpu_init
             return chosen[name](backend, **kwargs)
 
         return init
@@ -149,6 +154,7 @@ def patch_dist_validation():
 def patch_guarded_steps():
     from basicsr.models.base_model import BaseModel
     from basicsr.models.sr_model import SRModel
+    from basicsr.models.srgan_model import SRGANModel
     from basicsr.utils import dist_util
 
     from losses_plugin import checkpoint_sets
@@ -159,6 +165,14 @@ def patch_guarded_steps():
     basicsr_get_bare_model = BaseModel.get_bare_model
     basicsr_update_learning_rate = BaseModel.update_learning_rate
     basicsr_resume_training = BaseModel.resume_training
+    basicsr_model_to_device = BaseModel.model_to_device
+
+    def model_to_device(self, net):
+        """``train.channels_last`` before DDP or DataParallel wraps the network: DDP's gradient buckets take the
+        layout the parameters have when it wraps them. Not for BasicSR's GAN models, which take no step guard."""
+        if not isinstance(self, SRGANModel) and training_step.channels_last_requested(self.opt):
+            training_step.to_channels_last(net)
+        return basicsr_model_to_device(self, net)
 
     def init_training_settings(self):
         self.step_guard = training_step.StepGuard(self)  # reads and checks its options first
@@ -179,7 +193,7 @@ def patch_guarded_steps():
 
     def update_learning_rate(self, current_iter, warmup_iter=-1):
         if getattr(self, 'step_guard', None) is not None:
-            self.step_guard.before_schedulers_step()
+            self.step_guard.before_schedulers_step(current_iter)
         basicsr_update_learning_rate(self, current_iter, warmup_iter)
 
     def optimize_parameters(self, current_iter):
@@ -224,6 +238,7 @@ def patch_guarded_steps():
     BaseModel.save_network = save_network
     BaseModel.save_training_state = save_training_state
     BaseModel.resume_training = resume_training
+    BaseModel.model_to_device = model_to_device
 
 
 def apply():

@@ -2,21 +2,49 @@
 
 - :data:`settings`: what the command line decided about the process group before BasicSR opens it
   (``num_gpu: 0`` trains distributed on CPU with gloo even where CUDA exists).
+- :func:`trains_on_cpu`: the same decision read from BasicSR's own command line, for BasicSR's
+  ``train_pipeline`` and a project's ``train.py``, which open the process group before they read ``num_gpu``.
 - :func:`any_rank`, :func:`any_rank_each`: booleans all ranks agree on (a stop signal, a skipped step).
 - :func:`broadcast_buffers`: rank 0's buffers (BatchNorm statistics) to every rank.
 """
+import argparse
 from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import torch
 import torch.distributed as dist
+import yaml
+
+from losses_plugin.yaml_loader import SafeOrderedLoader
 
 
 @dataclass
 class ProcessGroupSettings:
-    cpu_backend: bool = False  # gloo and CPU DDP even where CUDA is available
+    cpu_backend: Optional[bool] = None  # gloo and CPU DDP even where CUDA is available; None: not decided yet
 
 
 settings = ProcessGroupSettings()
+
+
+def trains_on_cpu(argv: Sequence[str]) -> bool:
+    """Whether BasicSR's command line ``argv`` (``-opt FILE [--force_yml num_gpu=N ...]``) trains with
+    ``num_gpu: 0``. BasicSR's ``parse_options`` opens the process group (NCCL on a CUDA machine) before it
+    reads ``num_gpu``, and would then wrap a CPU network in DDP on an NCCL group. An unreadable option file
+    counts as not CPU: BasicSR reports it next."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument('-opt')
+    parser.add_argument('--force_yml', nargs='+', default=[])
+    known, _ = parser.parse_known_args(list(argv))
+    try:
+        with open(known.opt, encoding='utf-8') as f:
+            num_gpu = yaml.load(f, Loader=SafeOrderedLoader).get('num_gpu')
+    except Exception:  # noqa: BLE001 (BasicSR's own reading of the file raises the real error)
+        return False
+    for entry in known.force_yml:  # BasicSR applies these after it opened the process group
+        key, _, value = entry.partition('=')
+        if key.strip() == 'num_gpu':
+            num_gpu = yaml.safe_load(value.strip())
+    return num_gpu == 0
 
 
 def is_distributed():

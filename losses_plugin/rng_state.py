@@ -30,12 +30,23 @@ def capture():
 
 
 def restore(state):
+    """Sets the generators to ``state``. Of the saved CUDA states, those of the GPUs visible now: a run resumed
+    with fewer GPUs visible than it saved (another node, another ``CUDA_VISIBLE_DEVICES``) continues with the
+    generators of the GPUs it has, and a warning says which were left out."""
     random.setstate(state['python'])
     name, keys, pos, has_gauss, gauss = state['numpy']
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state['torch'])
     if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
+        saved, visible = state['cuda'], torch.cuda.device_count()
+        for index, device_state in enumerate(saved[:visible]):
+            torch.cuda.set_rng_state(device_state, index)
+        if len(saved) != visible:
+            from basicsr.utils import get_root_logger
+
+            get_root_logger().warning(
+                f'The checkpoint holds the CUDA generator states of {len(saved)} GPUs and {visible} are visible now: '
+                f'restored those of GPUs 0-{min(len(saved), visible) - 1}; a GPU without a saved state starts fresh.')
 
 
 def save(opt, current_iter, iters_per_epoch):

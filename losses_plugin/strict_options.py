@@ -32,7 +32,8 @@ SR_MODEL_TRAIN_KEYS = ('ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmu
                        'perceptual_opt')
 # Read by losses_plugin.models.training_step.StepGuard, which compat.patch_guarded_steps builds in
 # SRModel.init_training_settings, so every model that calls it reads them.
-STEP_GUARD_TRAIN_KEYS = ('amp', 'grad_clip', 'non_finite', 'channels_last', 'compile')
+STEP_GUARD_TRAIN_KEYS = ('amp', 'grad_clip', 'non_finite', 'channels_last', 'compile', 'deterministic',
+                         'loss_spike')
 # What BasicSR's SRGANModel (and ESRGANModel, which adds nothing) reads from ``train:`` (srgan_model.py). Its
 # init_training_settings and optimize_parameters are its own, without the step guard: the guard's keys
 # would be ignored there, so they are not among these.

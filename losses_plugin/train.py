@@ -1,7 +1,7 @@
 """The training pipeline behind ``basicsr train`` and ``python -m losses_plugin train``.
 
 It is BasicSR's ``train_pipeline`` loop (same options, models, logging, checkpoints and
-validation) with six differences:
+validation) with seven differences:
 
 - a resumed run continues exactly: it skips the samples the interrupted epoch already used
   (BasicSR repeats the epoch from its start) and augmentations depend on the sample alone
@@ -9,6 +9,7 @@ validation) with six differences:
 - every rank's random generators are saved with each checkpoint and restored (:mod:`losses_plugin.rng_state`);
 - after distributed training it checks, and logs, that every rank holds the same parameters;
 - with ``logger.log_weight_maps: true`` it logs each loss's weight map at every validation;
+- a loss spike that ``train.loss_spike`` stops on is saved as a checkpoint of the restored, pre-spike state;
 - SIGTERM or SIGINT (a scheduler's preemption, Ctrl-C) ends the run at the end of the current
   iteration with a resumable checkpoint of that iteration (all ranks agree which), then
   :class:`Interrupted`;
@@ -17,7 +18,7 @@ validation) with six differences:
   :class:`CheckpointNotSaved`.
 
 BasicSR's own ``basicsr.train.train_pipeline`` keeps working after ``import losses_plugin``
-(on CPU too); it just lacks these six.
+(on CPU too); it just lacks these seven.
 """
 import datetime
 import hashlib
@@ -40,6 +41,7 @@ from losses_plugin import checkpoint_sets, rng_state
 from losses_plugin.checks import OptionError
 from losses_plugin.data.deterministic_sampling import KeySeededDataset, ResumableEnlargedSampler
 from losses_plugin.distributed import any_rank
+from losses_plugin.models.loss_spike import LossSpikeStop
 from losses_plugin.models.sharded_validation import model_networks
 from losses_plugin.models.training_step import TrainingStopped
 from losses_plugin.resume import load_resume_state
@@ -253,7 +255,16 @@ def train_pipeline(root_path):
             for train_data in epoch_batches(train_loader, opt):
                 data_timer.record()
                 current_iter += 1
-                model.update_learning_rate(current_iter, warmup_iter=opt['train'].get('warmup_iter', -1))
+                try:
+                    model.update_learning_rate(current_iter, warmup_iter=opt['train'].get('warmup_iter', -1))
+                except LossSpikeStop as spike:  # the state before the spike is restored: keep it
+                    save_checkpoint(model, opt, epoch, current_iter - 1, iters_per_epoch)
+                    failed = checkpoint_sets.writer(opt).saved(current_iter - 1)
+                    if failed:
+                        raise CheckpointNotSaved(f'{spike} The restored state could not be saved ({"; ".join(failed)})'
+                                                 '; --auto_resume continues from the newest complete checkpoint.')
+                    raise LossSpikeStop(f'{spike} The restored state is saved as iteration {current_iter - 1}; '
+                                        '--auto_resume continues from it.') from None
                 model.feed_data(train_data)
                 model.optimize_parameters(current_iter)
                 iter_timer.record()
@@ -294,6 +305,8 @@ def train_pipeline(root_path):
             epoch += 1
 
     logger.info(f'End of training. Time consumed: {datetime.timedelta(seconds=int(time.time() - start_time))}')
+    if model.device.type == 'cuda':
+        logger.info(f'Peak CUDA memory allocated: {torch.cuda.max_memory_allocated(model.device) / 2 ** 20:.0f} MiB')
     logger.info('Save the latest model.')
     model.save(epoch=-1, current_iter=-1)
     failed = checkpoint_sets.writer(opt).saved(-1)

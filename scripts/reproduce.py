@@ -43,6 +43,7 @@ from losses_plugin.options import OptionError, check_dataset_paths, read_option_
 from losses_plugin.reproduction.grids import GRIDS
 from losses_plugin.reproduction.panel import crop_panel
 from losses_plugin.reproduction.locks import claimed
+from losses_plugin.reproduction.divergence import diverged_seeds, loss_curve, spike_in_curve
 from losses_plugin.reproduction.record import RECORD_FILE, read_record, record_seed, recorded_seed, updating_record
 from losses_plugin.reproduction.report import bar_charts, markdown
 from losses_plugin.reproduction.results import read_final_metrics, run_is_finished, validated_at
@@ -127,8 +128,9 @@ def train_demo_seed(seed, path, opt, force, out_dir):
             raise SystemExit(f'{seed.experiment} failed; its log is in experiments/{seed.experiment}/')
     metrics = read_final_metrics(os.path.join('tb_logger', seed.experiment))
     if validated_at(metrics, total_iter):
+        spike = spike_in_curve(loss_curve(os.path.join('tb_logger', seed.experiment)))
         with updating_record(out_dir) as record:
-            record_seed(record, seed.experiment, metrics, total_iter, threads)
+            record_seed(record, seed.experiment, metrics, total_iter, threads, spike)
 
 
 def full_runs(grid, seeds, launch, nproc):
@@ -148,35 +150,43 @@ def full_runs(grid, seeds, launch, nproc):
 
 def collect(grid, scale, seeds, record):
     """({run name: [final metrics of each finished seed]}, [experiments not finished], [experiments read from the
-    record]): a seed counts only once it validated at total_iter, so a run stopped part-way never enters a table
-    or a comparison. A seed whose TensorBoard log is gone is taken from ``record`` (``seeds.json`` of an earlier
-    report) when it was recorded for the same total_iter; a seed with a finished log updates ``record``."""
-    results, unfinished, recorded = {}, [], []
+    record], {run name: {seed index: (experiment, why it diverged)}}): a seed counts only once it validated at
+    total_iter, so a run stopped part-way never enters a table or a comparison. A seed whose TensorBoard log is
+    gone is taken from ``record`` (``seeds.json`` of an earlier report) when it was recorded for the same
+    total_iter; a seed with a finished log updates ``record``."""
+    results, unfinished, recorded, spikes = {}, [], [], {}
     for run, seed, _, opt in run_seeds(grid, scale, seeds):
         total_iter = opt['train']['total_iter']
         metrics = read_final_metrics(os.path.join('tb_logger', seed.experiment))
         if validated_at(metrics, total_iter):
-            record_seed(record, seed.experiment, metrics, total_iter)
+            spike = spike_in_curve(loss_curve(os.path.join('tb_logger', seed.experiment)))
+            record_seed(record, seed.experiment, metrics, total_iter, loss_spike=spike)
         elif entry := recorded_seed(record, seed.experiment, total_iter):
-            metrics = entry['metrics']
+            metrics, spike = entry['metrics'], entry.get('loss_spike')
             recorded.append(seed.experiment)
         else:
             unfinished.append(seed.experiment)
             continue
         results.setdefault(run.name, []).append(metrics)
-    return results, unfinished, recorded
+        spikes.setdefault(run.name, []).append((seed.experiment, spike))
+    diverged = {}
+    for name, per_seed in results.items():
+        reasons = diverged_seeds(per_seed, [spike for _, spike in spikes[name]])
+        if reasons:
+            diverged[name] = {i: (spikes[name][i][0], reason) for i, reason in reasons.items()}
+    return results, unfinished, recorded, diverged
 
 
 def write_report(grid, scale, seeds, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     with updating_record(out_dir) as record:
-        results, unfinished, recorded = collect(grid, scale, seeds, record)
+        results, unfinished, recorded, diverged = collect(grid, scale, seeds, record)
     figures = bar_charts(grid, results, out_dir) if results else []
     if crop_panel(grid, option_dir(scale), 'experiments', os.path.join(out_dir, 'panel.jpg')):
         figures.append('panel.jpg')
     with open(os.path.join(out_dir, 'report.md'), 'w') as f:
         f.write(markdown(grid, scale, results, figures, seeds, unfinished,
-                         {name: record[name] for name in recorded}))
+                         {name: record[name] for name in recorded}, diverged))
     print(f'wrote {os.path.join(out_dir, "report.md")} ({len(results)} of {len(grid.runs)} runs have results, '
           f'{sum(map(len, results.values()))} of {len(grid.runs) * seeds} seeds'
           + (f', {len(recorded)} of them from {os.path.join(out_dir, RECORD_FILE)}' if recorded else '') + ')')

@@ -5,6 +5,7 @@ a few iterations follow the float32 loss curve within a stated tolerance; float1
 the training state and restored on resume.
 """
 import copy
+import os
 import re
 from types import SimpleNamespace
 
@@ -260,3 +261,96 @@ def test_a_nan_loss_under_float16_is_counted_by_the_non_finite_policy(tmp_path, 
     with pytest.raises(NonFiniteTraining, match='^iteration 2: skipped the net_g step: non-finite total=nan, '
                                                  'l_pix=nan; 2 skipped in a row'):
         model.optimize_parameters(2)
+
+
+def test_channels_last_trains_a_network_with_5d_weights_and_keeps_their_layout(tmp_path, monkeypatch):
+    """GRUNet (DPHSIR's denoiser) is built of Conv3d: torch's ``net.to(memory_format=channels_last)`` refused it."""
+    infos = []
+    monkeypatch.setattr(training_step, 'get_root_logger', lambda: SimpleNamespace(info=infos.append))
+    results = {}
+    for layout in (False, True):
+        opt = options(tmp_path, 'SRModel')
+        opt['network_g'] = {'type': 'GRUNet', 'num_feat': 2, 'num_down': 1, 'noise_level': 25}
+        opt['train']['channels_last'] = layout
+        torch.manual_seed(0)
+        model = build_model(opt)
+        model.feed_data({'lq': torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1)),
+                         'gt': torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(2))})
+        model.optimize_parameters(1)
+        results[layout] = model.get_current_log()['l_pix']
+    weights = {p.dim(): p for p in model.net_g.parameters() if p.dim() >= 4}
+    assert set(weights) == {5}  # every convolution is 3-D
+    assert weights[5].is_contiguous() and results[True] == pytest.approx(results[False], rel=1e-5)
+    assert infos == [f'train.channels_last: GRUNet keeps the layout of its '
+                     f'{sum(p.dim() == 5 for p in model.net_g.parameters())} 5-D weights (Conv3d); channels_last '
+                     'is a 4-D layout']
+
+
+def test_channels_last_leaves_a_5d_batch_as_it_is_with_one_log_line(tmp_path, monkeypatch):
+    infos = []
+    monkeypatch.setattr(training_step, 'get_root_logger', lambda: SimpleNamespace(info=infos.append))
+    opt = options(tmp_path, 'SRModel')
+    opt['train']['channels_last'] = True
+    guard = build_model(opt).step_guard
+    video = torch.rand(1, 2, 3, 4, 4)
+    assert guard.memory_format(video) is video and guard.memory_format(torch.rand(1, 3, 2, 2)).is_contiguous(
+        memory_format=torch.channels_last)
+    guard.memory_format(video)
+    assert infos == ['train.channels_last: the 5-D batches keep their layout; channels_last is a 4-D layout']
+
+
+def test_channels_last_is_applied_before_ddp_wraps_the_network(tmp_path, monkeypatch, recwarn):
+    """DDP's gradient buckets take the parameters' layout when it wraps them; laid out after that, every step warns
+    'Grad strides do not match bucket view strides' and copies each gradient. A one-process gloo group makes DDP
+    build its buckets on the CPU."""
+    import torch.distributed as dist
+    from conftest import free_port
+    from torch.nn.parallel import DistributedDataParallel
+
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{free_port()}', rank=0, world_size=1)
+    try:
+        opt = dict(options(tmp_path, 'SRModel'), dist=True)
+        opt['train']['channels_last'] = True
+        model = one_step(opt)
+        model.optimize_parameters(2)
+    finally:
+        dist.destroy_process_group()
+    assert isinstance(model.net_g, DistributedDataParallel)
+    conv = next(m for m in model.net_g.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert conv.weight.grad.is_contiguous(memory_format=torch.channels_last)
+    assert not [w for w in recwarn if 'bucket view strides' in str(w.message)]
+
+
+@pytest.fixture
+def global_algorithm_settings():
+    """``train.deterministic`` changes process-wide settings: put them back for the other tests."""
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+             torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    yield
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[:2]
+    torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
+
+
+@pytest.mark.parametrize('deterministic', [True, False, None])
+def test_deterministic_turns_off_what_basicsrs_loop_turned_on(tmp_path, monkeypatch, global_algorithm_settings,
+                                                              deterministic):
+    monkeypatch.delenv('CUBLAS_WORKSPACE_CONFIG', raising=False)
+    torch.backends.cudnn.benchmark = True  # as basicsr.train.train_pipeline and ours set it before build_model
+    torch.use_deterministic_algorithms(False)
+    opt = options(tmp_path, 'SRModel')
+    if deterministic is not None:
+        opt['train']['deterministic'] = deterministic
+    one_step(opt)
+    on = deterministic is True
+    assert torch.backends.cudnn.benchmark is not on and torch.backends.cudnn.deterministic is on
+    assert torch.are_deterministic_algorithms_enabled() is on
+    assert (torch.is_deterministic_algorithms_warn_only_enabled() if on else True)
+    assert (os.environ.get('CUBLAS_WORKSPACE_CONFIG') == ':4096:8') is on
+
+
+def test_deterministic_must_be_a_flag(tmp_path):
+    opt = options(tmp_path, 'SRModel')
+    opt['train']['deterministic'] = 'yes'
+    with pytest.raises(OptionError, match="^train.deterministic: expected true or false, got 'yes'$"):
+        build_model(opt)

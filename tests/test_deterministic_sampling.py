@@ -3,10 +3,13 @@ import pickle
 import random
 
 import numpy as np
+import pytest
 import torch
 from basicsr.data.data_sampler import EnlargedSampler
+from conftest import tiny_options, write_options
 from torch.utils.data import Dataset
 
+from losses_plugin import cli
 from losses_plugin.data.deterministic_sampling import KeySeededDataset, ResumableEnlargedSampler
 
 
@@ -73,3 +76,40 @@ def test_a_new_sampler_yields_its_whole_first_epoch():
     keys = list(sampler)
     assert len(sampler) == len(keys) == 10 and {epoch for epoch, _ in keys} == {0}
     assert sorted(p for _, p in keys) == list(range(10))
+
+
+class CudaSeedCalls:
+    """Counts ``torch.cuda.manual_seed_all`` calls (``torch.manual_seed`` makes one), with whether BasicSR's
+    ``set_random_seed`` (the run's one seeding at start-up) made it."""
+
+    def __init__(self, monkeypatch):
+        self.calls = []
+        monkeypatch.setattr(torch.cuda, 'manual_seed_all', self)
+
+    def __call__(self, seed):
+        import traceback
+        self.calls.append(any(frame.name == 'set_random_seed' for frame in traceback.extract_stack()))
+
+    @property
+    def outside_start_up(self):
+        return self.calls.count(False)
+
+
+def test_a_sample_never_seeds_the_cuda_generators(monkeypatch):
+    calls = CudaSeedCalls(monkeypatch)
+    data = KeySeededDataset(RandomDraws(), seed=10)
+    first = data[(0, 3)]
+    assert calls.calls == [] and data[(0, 3)] == first  # still a function of the key alone
+
+
+@pytest.mark.parametrize('loading', [{'num_worker_per_gpu': 0}, {'num_worker_per_gpu': 0, 'prefetch_mode': 'cpu',
+                                                                   'num_prefetch_queue': 2}])
+def test_training_seeds_the_cuda_generators_only_at_start_up(demo_data, tmp_path, monkeypatch, loading):
+    """Samples made in the training process (no workers) or in BasicSR's CPU prefetch thread: 6 iterations of
+    batch 2 made 16 ``torch.cuda.manual_seed_all`` calls when each sample was seeded with ``torch.manual_seed``."""
+    opt = tiny_options(demo_data, 'cuda_seeds', total_iter=6)
+    opt['datasets']['train'].update(loading)
+    monkeypatch.chdir(tmp_path)
+    calls = CudaSeedCalls(monkeypatch)
+    assert cli.main(['train', '-opt', str(write_options(opt, tmp_path / 'o.yml'))]) == 0
+    assert calls.outside_start_up == 0 and calls.calls  # the start-up seeding still reaches CUDA

@@ -2,10 +2,15 @@
 
 BasicSR restarts the interrupted epoch from its first batch on resume, and its augmentations draw
 from worker random streams whose position is lost. Here the sampler yields ``(epoch, position)``
-keys and can start an epoch part-way; the dataset wrapper seeds Python's, NumPy's and torch's
+keys and can start an epoch part-way; the dataset wrapper seeds Python's, NumPy's and torch's CPU
 global generators from the key around each ``__getitem__`` (restoring them afterwards), so any
 BasicSR dataset's random crop/flip/rotation is a function of the key alone. The order is exactly
 BasicSR's ``EnlargedSampler`` order.
+
+The CUDA generators are never touched: ``torch.manual_seed`` would seed every one of them, and with
+``num_worker_per_gpu: 0`` or ``prefetch_mode: cpu`` the samples are made in the training process (or its
+prefetch thread), so each sample would reset the generators of TLW's relaxed-Bernoulli noise, dropout
+and the saved CUDA RNG state to a data-derived seed.
 """
 import random
 
@@ -72,8 +77,8 @@ class KeySeededDataset(Dataset):
         random.seed(sample_seed)
         np.random.seed(sample_seed)
         try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(sample_seed)
+            with torch.random.fork_rng(devices=[]):  # restores the CPU generator only
+                torch.default_generator.manual_seed(sample_seed)  # not torch.manual_seed: that seeds CUDA too
                 return self.dataset[position % len(self.dataset)]
         finally:
             random.setstate(python_state)

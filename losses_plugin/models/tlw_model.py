@@ -39,14 +39,19 @@ def k_at_epoch(epoch, k0=0.3, k_span=0.6, tau=200):
 
 def iterations_per_epoch(opt):
     """Iterations in one epoch of ``datasets.train``, as BasicSR's loader makes them: its
-    ``EnlargedSampler`` gives each rank ``ceil(len * enlarge_ratio / world_size)`` samples, in full batches."""
+    ``EnlargedSampler`` gives each rank ``ceil(len * enlarge_ratio / world_size)`` samples, in full batches of
+    ``batch_size_per_gpu`` per rank under a launcher, and of ``batch_size_per_gpu * num_gpu`` without one
+    (one process feeding DataParallel)."""
     dataset_opt = (opt.get('datasets') or {}).get('train')
     if dataset_opt is None:
         raise OptionError('TLWModel: the k schedule counts epochs of datasets.train, which the options lack; '
                           'set train.tlw.iters_per_epoch instead')
     samples = math.ceil(len(build_dataset(dataset_opt)) * dataset_opt.get('dataset_enlarge_ratio', 1) /
                         opt['world_size'])
-    return max(samples // dataset_opt['batch_size_per_gpu'], 1)
+    batch_size = dataset_opt['batch_size_per_gpu']
+    if not opt['dist']:
+        batch_size *= max(opt['num_gpu'], 1)  # as basicsr.data.build_dataloader (num_gpu 0: the CPU, one batch)
+    return max(samples // batch_size, 1)
 
 
 @MODEL_REGISTRY.register()

@@ -5,12 +5,25 @@ non-finite policy ``train.non_finite``.
       amp: {dtype: bfloat16}        # or float16 (with a GradScaler per optimiser); absent = float32
       grad_clip: {max_norm: 0.1}    # clip_grad_norm_ over the parameters of each optimiser; absent = off
       non_finite: {max_skips: 10}   # absent = {max_skips: 0}: the first non-finite step stops training
-      channels_last: true           # the trained networks and the batches in channels-last memory layout
+      channels_last: true           # the trained networks and the 4-D batches in channels-last memory layout
       compile: true                 # or {mode: max-autotune, backend: inductor, dynamic: ...}: torch.compile
+      deterministic: true           # deterministic algorithms (exact CUDA runs and resumes); absent = BasicSR's speed
+      loss_spike: {action: rewind}  # a finite blow-up of the loss: warn, stop or rewind (losses_plugin.models.loss_spike)
+
+``channels_last`` lays out each network BasicSR places with ``model_to_device`` (net_g, net_w, ...; not the EMA
+copy) before DDP or DataParallel wraps it, since DDP's gradient buckets take the layout the parameters have
+then. It is a 4-D layout: 5-D weights (Conv3d) and 5-D batches (video) keep theirs, with one log line.
 
 ``compile`` wraps each trained network in ``torch.compile``; where compiling fails, dynamo falls back
 to running the network as written (a warning says so). Checkpoints hold the plain network's keys (no
 ``_orig_mod.``), so they load with or without ``compile``.
+
+``deterministic`` makes a CUDA run repeat to the bit and a resumed one continue exactly, as CPU runs do
+anyway: BasicSR turns ``cudnn.benchmark`` on (it times several convolution algorithms and keeps the fastest,
+which may differ between runs), and some CUDA backward passes add with atomics in an unfixed order. It turns
+benchmarking off, asks cuDNN and torch for deterministic algorithms (torch warns, once per operation, about one
+that has none) and sets ``CUBLAS_WORKSPACE_CONFIG`` for cuBLAS. On a GPU that costs speed (the fastest
+algorithm is not always a deterministic one); on the CPU it changes nothing measurable.
 
 Under ``amp`` the networks' forward passes run under autocast (:meth:`StepGuard.autocast`); losses are
 computed in float32 from the float32 copy of the output (``at_least_float32``); weights, optimiser
@@ -23,20 +36,19 @@ the loss terms and the iteration. After more than ``max_skips`` skipped steps in
 with :class:`NonFiniteTraining`. Under DDP every rank takes the same decision (the gradients are
 already averaged; the loss check is agreed by one all-reduce), so parameters stay identical.
 """
+import contextlib
+import itertools
+import os
+
 import torch
 from basicsr.utils import get_root_logger
 
 from losses_plugin.checks import OptionError, is_number
 from losses_plugin.distributed import any_rank_each
 from losses_plugin.losses.pixel_loss_base import at_least_float32
+from losses_plugin.models.loss_spike import LossSpikePolicy
 from losses_plugin.models.sharded_validation import model_networks
-
-
-class TrainingStopped(RuntimeError):
-    """Training ended early on purpose; the message says why and what was kept. The command line
-    prints it as one line and exits with ``exit_code``."""
-
-    exit_code = 1
+from losses_plugin.models.training_stopped import TrainingStopped
 
 
 class NonFiniteTraining(TrainingStopped):
@@ -86,6 +98,37 @@ def _read_flag(key, value):
     return bool(value)
 
 
+def channels_last_requested(opt):
+    """``train.channels_last`` of a training run's options (False when testing)."""
+    if not opt.get('is_train'):
+        return False
+    return _read_flag('channels_last', (opt.get('train') or {}).get('channels_last'))
+
+
+def to_channels_last(net):
+    """Lays out ``net``'s 4-D parameters and buffers channels-last, in place (the same tensors, so optimisers keep
+    them). torch's ``net.to(memory_format=torch.channels_last)`` refuses 5-D ones; they keep their layout here,
+    and one log line says how many did."""
+    kept = 0
+    for tensor in itertools.chain(net.parameters(), net.buffers()):
+        if tensor.dim() == 4:
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+        kept += tensor.dim() == 5
+    if kept:
+        get_root_logger().info(f'train.channels_last: {type(net).__name__} keeps the layout of its {kept} 5-D '
+                               'weights (Conv3d); channels_last is a 4-D layout')
+
+
+def use_deterministic_algorithms():
+    """``train.deterministic``: cuDNN without benchmarking, deterministic algorithms where torch has them."""
+    os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')  # read when cuBLAS starts: before any matmul
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    get_root_logger().info('train.deterministic: cudnn.benchmark off, deterministic algorithms on (torch warns about '
+                           'an operation that has none)')
+
+
 def _read_max_skips(opt):
     if opt is None:
         return 0
@@ -106,6 +149,27 @@ def _gradient_norm(params, grad_clip):
     return torch.nn.utils.get_total_norm(grads)
 
 
+class ReplicaAutocastDtype:
+    """Forward pre-hook on a DataParallel's module: its replicas run in ``dtype`` under autocast.
+
+    torch's ``parallel_apply`` runs each replica in a new thread and re-enters autocast there with ``enabled``
+    only; the autocast dtype is thread-local and a new thread's is the device type's default (float16 on CUDA),
+    so bfloat16 training would run its replicas in float16, without a GradScaler. DataParallel's replicas share
+    their module's hooks; this one sets the dtype before the replica's first operation.
+
+    Args:
+        device_type (str): the networks' device type ('cuda').
+        dtype (torch.dtype): ``train.amp``'s dtype.
+    """
+
+    def __init__(self, device_type: str, dtype: torch.dtype):
+        self.device_type, self.dtype = device_type, dtype
+
+    def __call__(self, module, args):
+        if torch.is_autocast_enabled(self.device_type):
+            torch.set_autocast_dtype(self.device_type, self.dtype)
+
+
 class StepGuard:
     """Backward, gradient check and clipping, and the optimiser step, for one model.
 
@@ -119,11 +183,15 @@ class StepGuard:
         self.grad_clip = _read_grad_clip(train_opt.get('grad_clip'))
         self.max_skips = _read_max_skips(train_opt.get('non_finite'))
         self.amp_dtype = _read_amp(train_opt.get('amp'))
-        self.channels_last = _read_flag('channels_last', train_opt.get('channels_last'))
+        self.channels_last = channels_last_requested(model.opt)
+        self.kept_batch_layout = False  # logged once: a 5-D batch stays as it is
         self.compile = _read_compile(train_opt.get('compile'))
+        if _read_flag('deterministic', train_opt.get('deterministic')):
+            use_deterministic_algorithms()  # after BasicSR's training loop turned cudnn.benchmark on
         self.skips_in_a_row = {}
         self.scalers = {}  # one GradScaler per optimised network under float16
         self.scheduler_states = None
+        self.loss_spike = LossSpikePolicy.from_options(model, train_opt.get('loss_spike'))
 
     def autocast(self):
         """Autocast for the networks' forward passes under ``train.amp`` (a no-op without it)."""
@@ -131,14 +199,15 @@ class StepGuard:
                               enabled=self.amp_dtype is not None)
 
     def prepare_networks(self):
-        """``channels_last`` and ``compile`` for every network the model optimises (after DDP wrapping)."""
+        """``compile``, and ``amp``'s dtype in DataParallel's replicas, for every network the model optimises (after
+        BasicSR's DDP or DataParallel wrapping; ``channels_last`` came before it, in ``model_to_device``)."""
         trained = {id(p) for optimizer in self.model.optimizers for group in optimizer.param_groups
                    for p in group['params']}
         for name, net in model_networks(self.model).items():
             if not any(id(p) in trained for p in net.parameters()):
                 continue
-            if self.channels_last:
-                net.to(memory_format=torch.channels_last)
+            if self.amp_dtype is not None and isinstance(net, torch.nn.DataParallel):
+                net.module.register_forward_pre_hook(ReplicaAutocastDtype(self.model.device.type, self.amp_dtype))
             if self.compile is not None:
                 import torch._dynamo as dynamo
 
@@ -148,8 +217,16 @@ class StepGuard:
                 setattr(self.model, name, torch.compile(net, **self.compile))
 
     def memory_format(self, tensor):
-        """A batch tensor in the networks' memory layout."""
-        return tensor.contiguous(memory_format=torch.channels_last) if self.channels_last else tensor
+        """A batch tensor in the networks' memory layout (4-D batches; a 5-D one keeps its layout)."""
+        if not self.channels_last:
+            return tensor
+        if tensor.dim() == 4:
+            return tensor.contiguous(memory_format=torch.channels_last)
+        if not self.kept_batch_layout:
+            self.kept_batch_layout = True
+            get_root_logger().info(f'train.channels_last: the {tensor.dim()}-D batches keep their layout; '
+                                   'channels_last is a 4-D layout')
+        return tensor
 
     def _scaler(self, network):
         if self.amp_dtype is not torch.float16:
@@ -159,19 +236,27 @@ class StepGuard:
         return self.scalers[network]
 
     def state_dict(self):
-        """What a training state keeps: the skip counts and each GradScaler's scale."""
-        return {'skips_in_a_row': dict(self.skips_in_a_row),
-                'scalers': {network: scaler.state_dict() for network, scaler in self.scalers.items()}}
+        """What a training state keeps: the skip counts, each GradScaler's scale, the loss-spike policy's state."""
+        state = {'skips_in_a_row': dict(self.skips_in_a_row),
+                 'scalers': {network: scaler.state_dict() for network, scaler in self.scalers.items()}}
+        if self.loss_spike is not None:
+            state['loss_spike'] = self.loss_spike.state_dict()
+        return state
 
     def load_state_dict(self, state):
         self.skips_in_a_row = dict(state.get('skips_in_a_row', {}))
+        if self.loss_spike is not None and 'loss_spike' in state:
+            self.loss_spike.load_state_dict(state['loss_spike'])
         for network, scaler_state in state.get('scalers', {}).items():
             scaler = self._scaler(network)
             if scaler is not None:
                 scaler.load_state_dict(scaler_state)
 
-    def before_schedulers_step(self):
-        """Called before the iteration's scheduler step: what a skipped step restores."""
+    def before_schedulers_step(self, current_iter):
+        """Called before the iteration's scheduler step: the loss-spike policy looks at the last iteration (and may
+        rewind it or stop), then what a skipped step restores is recorded."""
+        if self.loss_spike is not None:
+            self.loss_spike.observe(current_iter)
         self.scheduler_states = [(s.state_dict(), [group['lr'] for group in o.param_groups])
                                  for o, s in zip(self.model.optimizers, self.model.schedulers)]
 
@@ -198,13 +283,14 @@ class StepGuard:
         bad_terms, bad_gradient = any_rank_each([bad_here, norm is not None and not bool(torch.isfinite(norm))],
                                                 self.model.device)
         overflow = False
-        if scaler:
-            if not bad_terms:
-                scaler.step(optimizer)  # skips the step itself when the scaled gradients overflowed
-            scaler.update()  # (and lowers the scale then)
-            overflow = bad_gradient and not bad_terms and scaler.get_scale() >= 1  # the scaler's business
-        elif not (bad_terms or bad_gradient):
-            optimizer.step()
+        with self._learning_rates(optimizer, current_iter):
+            if scaler:
+                if not bad_terms:
+                    scaler.step(optimizer)  # skips the step itself when the scaled gradients overflowed
+                scaler.update()  # (and lowers the scale then)
+                overflow = bad_gradient and not bad_terms and scaler.get_scale() >= 1  # the scaler's business
+            elif not (bad_terms or bad_gradient):
+                optimizer.step()
         if not (bad_terms or bad_gradient):
             self.skips_in_a_row[network] = 0
             return True
@@ -213,6 +299,12 @@ class StepGuard:
         if not overflow:
             self._count_skip(network, current_iter, self._reason(network, bad_here, bad_terms, loss, terms))
         return False
+
+    def _learning_rates(self, optimizer, current_iter):
+        """The learning rates a step uses: lowered for a while after a loss-spike rewind (train.loss_spike)."""
+        if self.loss_spike is None:
+            return contextlib.nullcontext()
+        return self.loss_spike.learning_rates(optimizer, current_iter)
 
     @staticmethod
     def _reason(network, bad_here, bad_terms, loss, terms):

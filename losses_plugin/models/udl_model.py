@@ -48,7 +48,10 @@ class UDLModel(SRModel):
                              'pretrain_path: <stage-1 net_g checkpoint>}')
         check_existing_file('train.uncertainty_estimator.pretrain_path', opt['pretrain_path'],
                             'train the UDL stage esu first (its net_g checkpoint goes here)')
-        estimator = build_network(copy.deepcopy(opt['network'])).to(self.device)
+        estimator = build_network(copy.deepcopy(opt['network']))
+        # BasicSR's DataParallel for num_gpu > 1 without a launcher spreads its batch too; under a launcher each
+        # rank runs it on its own batch (DDP refuses a network that trains nothing)
+        estimator = estimator.to(self.device) if self.opt['dist'] else self.model_to_device(estimator)
         self.load_network(estimator, os.path.expanduser(opt['pretrain_path']), True, opt.get('param_key', 'params'))
         return estimator.requires_grad_(False).eval()
 

@@ -15,8 +15,9 @@ RECORD_FILE = 'seeds.json'
 
 
 def read_record(out_dir: str) -> dict:
-    """``{experiment: {'total_iter', 'recorded', 'commit', 'metrics': {set: {metric: (value, step)}}, 'threads'}}``;
-    ``threads`` (the CPU threads it trained with) only where reproduce.py trained the seed itself."""
+    """``{experiment: {'total_iter', 'recorded', 'commit', 'metrics': {set: {metric: (value, step)}}, 'threads',
+    'loss_spike'}}``; ``threads`` (the CPU threads it trained with) only where reproduce.py trained the seed itself,
+    ``loss_spike`` only in seeds recorded since 7 December 2026."""
     path = os.path.join(out_dir, RECORD_FILE)
     if not os.path.isfile(path):
         return {}
@@ -54,17 +55,20 @@ def recorded_seed(record: dict, experiment: str, total_iter: int) -> Optional[di
     return entry if entry is not None and entry['total_iter'] == total_iter else None
 
 
-def record_seed(record: dict, experiment: str, metrics: dict, total_iter: int, threads: Optional[int] = None) -> None:
+def record_seed(record: dict, experiment: str, metrics: dict, total_iter: int, threads: Optional[int] = None,
+                loss_spike: Optional[int] = None) -> None:
     """Enters metrics read from a seed's TensorBoard log into ``record``, dated today at the checked-out commit,
     with the CPU ``threads`` it trained with where known (on a CPU the float summation order, and so the digits
-    of a run, follow the thread count); an entry with the same metrics and total_iter keeps its first date,
-    commit and threads (the seed's training)."""
+    of a run, follow the thread count) and the iteration its logged loss spiked at (``loss_spike``, None: it did
+    not; :mod:`losses_plugin.reproduction.divergence`); an entry with the same metrics and total_iter keeps its
+    first date, commit and threads (the seed's training)."""
     old = record.get(experiment)
     if old is None or old['metrics'] != metrics or old['total_iter'] != total_iter:
         record[experiment] = {'total_iter': total_iter, 'recorded': datetime.date.today().isoformat(),
                               'commit': current_commit(), 'metrics': metrics}
         if threads is not None:
             record[experiment]['threads'] = threads
+    record[experiment]['loss_spike'] = loss_spike
 
 
 def current_commit() -> Optional[str]:

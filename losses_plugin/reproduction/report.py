@@ -154,9 +154,41 @@ def counted(n: int, singular: str, plural: str) -> str:
     return f'{n} {singular if n == 1 else plural}'
 
 
-def markdown(grid, scale, results, figures, seeds=1, unfinished=(), recorded=None):
+def without_diverged(results, diverged):
+    """``results`` less the diverged seeds (``{run name: {seed index: ...}}``)."""
+    return {name: [seed for i, seed in enumerate(per_seed) if i not in diverged.get(name, {})]
+            for name, per_seed in results.items()}
+
+
+def _diverged_lines(grid, diverged, pairs, clean_pairs):
+    """The diverged seeds, and the verdicts of the comparisons they take part in, without them."""
+    labels = {run.name: run.label for run in grid.runs}
+    lines = ['', '## Diverged seeds', '',
+             'A seed whose training loss spiked, or whose final PSNR lies more than 3 dB below every other seed of its '
+             'cell (`losses_plugin/reproduction/divergence.py`), is shown here and every comparison it takes part in '
+             'is given again without it: a blown-up run makes its cell\'s spread huge and every difference "within '
+             'noise".', '']
+    lines += [f'- `{experiment}` ({labels.get(run, run)}): {reason}.' for run, seeds in diverged.items()
+              for experiment, reason in seeds.values()]
+    clean = {(c.run.name, c.dataset, c.metric): c for c in clean_pairs}
+    touched = [c for c in pairs if c.run.name in diverged or c.base.name in diverged]
+    if touched:
+        lines += ['', '| method | baseline | set | metric | with every seed | without the diverged seeds |',
+                  '| --- | --- | --- | --- | --- | --- |']
+        for c in touched:
+            other = clean.get((c.run.name, c.dataset, c.metric))
+            without = 'no seed left' if other is None else (f'{signed(other.ours)} (spread {fmt(other.spread)}): '
+                                                            f'{other.measured}')
+            lines.append(f'| {c.run.label} | {c.base.label} | {c.dataset} | {c.metric} | {signed(c.ours)} (spread '
+                         f'{fmt(c.spread)}): {c.measured} | {without} |')
+    return lines
+
+
+def markdown(grid, scale, results, figures, seeds=1, unfinished=(), recorded=None, diverged=None):
     """The report; ``unfinished``: experiments (seeds) not finished, named as left out of every table;
-    ``recorded``: ``{experiment: record entry}`` of the seeds read from ``seeds.json`` (no log left here)."""
+    ``recorded``: ``{experiment: record entry}`` of the seeds read from ``seeds.json`` (no log left here);
+    ``diverged``: ``{run name: {seed index in results: (experiment, reason)}}``, shown with every verdict they
+    touch given with and without them."""
     rows = metric_rows(grid, results)
     metrics = sorted({m for _, _, values, _ in rows for m in values})
     seed_text = ('one seed per run (the option file\'s manual_seed)' if seeds == 1 else
@@ -213,6 +245,8 @@ def markdown(grid, scale, results, figures, seeds=1, unfinished=(), recorded=Non
                   + (f', {counted(untested, "has", "have")} one seed (no noise verdict)' if untested else '') + '.']
         lines += ['', '## Measured direction beside the paper\'s claim, per method', '']
         lines += per_method_lines(grid, pairs)
+    if diverged:
+        lines += _diverged_lines(grid, diverged, pairs, comparisons(grid, without_diverged(results, diverged)))
     if figures:
         lines += ['', '## Figures', '', 'Bars: mean over seeds; whiskers: min and max over seeds.', '']
         lines += [f'![{os.path.splitext(f)[0]}]({f})' for f in figures]

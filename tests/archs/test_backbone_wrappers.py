@@ -1,4 +1,7 @@
 """The feature-hook wrapper around registered backbones, and UDL's UncertaintySRNet and VDSR on it."""
+import copy
+import pickle
+
 import pytest
 import torch
 from basicsr.archs import build_network
@@ -23,7 +26,7 @@ def test_wrapper_returns_the_backbone_output_and_the_features_entering_conv_last
     seen = []  # an independent look at conv_last's input
     wrapper.backbone.conv_last.register_forward_hook(lambda module, args, output: seen.append(args[0]))
     out, features = wrapper(x)
-    assert features is seen[0] and wrapper._features is None  # nothing kept between calls
+    assert features is seen[0] and wrapper.backbone.conv_last.kept_input is None  # nothing kept between calls
     assert torch.equal(out, wrapper.backbone(x))
     assert features.shape[1] == wrapper.feature_channels == 8
     assert out.shape[-2:] == (48, 48) and features.shape[-2:] == (48, 48)
@@ -126,3 +129,28 @@ def test_uncertainty_head_in_channels_last_layout_gives_the_same_s_and_gradients
     assert torch.allclose(fast.head[0].weight.grad, plain.head[0].weight.grad, rtol=1e-4, atol=1e-3)  # grads ~1e3
     with pytest.raises(ValueError, match="UncertaintySRNet: option 'channels_last'"):
         build_network({'type': 'UncertaintySRNet', 'backbone': backbone, 'channels_last': 1})
+
+
+def test_a_deep_copy_and_a_pickled_copy_read_their_own_features():
+    """EMA copies and checkpoints of whole networks: each copy's hook keeps the input of the copy's own module."""
+    torch.manual_seed(0)
+    wrapper = BackboneWithFeatures(BACKBONES['EDSR'])
+    copies = [copy.deepcopy(wrapper), pickle.loads(pickle.dumps(wrapper))]
+    x = torch.rand(1, 3, 12, 12)
+    out, features = wrapper(x)
+    for other in copies:
+        with torch.no_grad():
+            other.backbone.conv_last.weight.add_(1)  # its output differs from the original's, its features not
+        other_out, other_features = other(x)
+        assert torch.equal(other_features, features) and not torch.allclose(other_out, out)
+        assert other.backbone.conv_last.kept_input is None and wrapper.backbone.conv_last.kept_input is None
+
+
+def test_the_feature_hook_compiles_into_one_graph():
+    """``train.compile``: dynamo traces the hook and the read of the kept input without a graph break."""
+    torch.manual_seed(0)
+    net = build_network({'type': 'UncertaintySRNet', 'backbone': BACKBONES['EDSR'], 'num_feat': 4})
+    x = torch.rand(1, 3, 8, 8)
+    compiled = torch.compile(net, backend='eager', fullgraph=True)  # fullgraph: a graph break is an error
+    for got, expected in zip(compiled(x, return_uncertainty=True), net(x, return_uncertainty=True)):
+        torch.testing.assert_close(got, expected)

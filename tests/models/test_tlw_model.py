@@ -269,6 +269,26 @@ def test_iterations_per_epoch_is_the_length_of_basicsrs_loader(demo_data, world_
     assert (len(loader) == 0) == (batch_size == 100)
 
 
+@pytest.mark.parametrize('num_gpu, world_size, rank, iterations', [(0, 1, 0, 30), (1, 1, 0, 30), (4, 1, 0, 7),
+                                                                    (2, 2, 0, 15), (2, 2, 1, 15)])
+def test_iterations_per_epoch_is_the_length_of_the_loader_for_dataparallel_and_ddp(demo_data, num_gpu, world_size,
+                                                                                   rank, iterations):
+    """Without a launcher BasicSR's loader batches ``batch_size_per_gpu * num_gpu`` for DataParallel; under one
+    (world_size 2) each rank loads ``batch_size_per_gpu``. 6 images enlarged 10x in batches of 2 per GPU."""
+    from basicsr.data import build_dataloader, build_dataset
+    from basicsr.data.data_sampler import EnlargedSampler
+
+    from losses_plugin.train import build_train_loader
+    opt = tiny_options(demo_data, 'epochs')
+    opt.update(num_gpu=num_gpu, world_size=world_size, rank=rank, dist=world_size > 1, manual_seed=0)
+    train = dict(opt['datasets']['train'], phase='train', scale=opt['scale'], dataset_enlarge_ratio=10)
+    opt['datasets']['train'] = train
+    dataset = build_dataset(train)
+    basicsr_loader = build_dataloader(dataset, train, num_gpu=num_gpu, dist=opt['dist'],
+                                      sampler=EnlargedSampler(dataset, world_size, rank, 10), seed=0)
+    assert iterations_per_epoch(opt) == len(basicsr_loader) == len(build_train_loader(opt)[0]) == iterations
+
+
 def test_iterations_per_epoch_needs_the_training_set():
     with pytest.raises(OptionError, match=re.escape('TLWModel: the k schedule counts epochs of datasets.train, '
                                                     'which the options lack; set train.tlw.iters_per_epoch instead')):
