@@ -21,7 +21,9 @@ machine where BasicSR already worked (CUDA available, older torchvision):
   :class:`losses_plugin.models.training_step.StepGuard` (``train.amp``, ``train.grad_clip``,
   ``train.non_finite``, ``train.channels_last``, ``train.compile``), whose state (GradScalers, skip
   counts) joins the training state; no model saves non-finite weights; ``train.channels_last`` lays a
-  network out in ``model_to_device``, before DDP or DataParallel wraps it.
+  network out in ``model_to_device``, before DDP or DataParallel wraps it. Networks and training states are
+  written as checkpoint sets (:mod:`losses_plugin.checkpoint_sets`: atomic files, the state last and
+  listing the others), not by ``torch.save`` in place.
 """
 import os
 import subprocess
@@ -150,12 +152,12 @@ def patch_dist_validation():
 
 
 def patch_guarded_steps():
-    import torch
     from basicsr.models.base_model import BaseModel
     from basicsr.models.sr_model import SRModel
     from basicsr.models.srgan_model import SRGANModel
     from basicsr.utils import dist_util
 
+    from losses_plugin import checkpoint_sets
     from losses_plugin.models import training_step
 
     basicsr_init_training_settings = SRModel.init_training_settings
@@ -163,7 +165,6 @@ def patch_guarded_steps():
     basicsr_feed_data = SRModel.feed_data
     basicsr_get_bare_model = BaseModel.get_bare_model
     basicsr_update_learning_rate = BaseModel.update_learning_rate
-    basicsr_save_network = BaseModel.save_network
     basicsr_resume_training = BaseModel.resume_training
     basicsr_model_to_device = BaseModel.model_to_device
 
@@ -203,21 +204,31 @@ def patch_guarded_steps():
             return basicsr_optimize_parameters(self, current_iter)
         training_step.sr_model_optimize_parameters(self, current_iter)
 
+    @dist_util.master_only
     def save_network(self, net, net_label, current_iter, param_key='params'):
-        for one in net if isinstance(net, list) else [net]:
+        """BasicSR's network file, written atomically as part of the iteration's checkpoint set."""
+        nets = net if isinstance(net, list) else [net]
+        for one in nets:
             training_step.check_finite_weights(one, net_label, current_iter)
-        basicsr_save_network(self, net, net_label, current_iter, param_key)
+        keys = param_key if isinstance(param_key, list) else [param_key]
+        contents = {key: {name[len('module.'):] if name.startswith('module.') else name: tensor.cpu()
+                          for name, tensor in self.get_bare_model(one).state_dict().items()}
+                    for one, key in zip(nets, keys)}
+        name = f"{net_label}_{'latest' if current_iter == -1 else current_iter}.pth"
+        checkpoint_sets.writer(self.opt).write(current_iter, contents, os.path.join(self.opt['path']['models'], name))
 
     @dist_util.master_only
     def save_training_state(self, epoch, current_iter):
-        """BasicSR's training state (optimisers, schedulers) plus the step guard's; written once, or an error."""
+        """BasicSR's training state (optimisers, schedulers) plus the step guard's, written last: it completes the
+        iteration's checkpoint set (:mod:`losses_plugin.checkpoint_sets`)."""
         if current_iter == -1:
             return
         state = {'epoch': epoch, 'iter': current_iter, 'optimizers': [o.state_dict() for o in self.optimizers],
                  'schedulers': [s.state_dict() for s in self.schedulers]}
         if getattr(self, 'step_guard', None) is not None:
             state['step_guard'] = self.step_guard.state_dict()
-        torch.save(state, os.path.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+        checkpoint_sets.writer(self.opt).commit(
+            current_iter, state, os.path.join(self.opt['path']['training_states'], f'{current_iter}.state'))
 
     def resume_training(self, resume_state):
         basicsr_resume_training(self, resume_state)

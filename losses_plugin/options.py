@@ -8,6 +8,7 @@ import os
 
 import yaml
 
+from losses_plugin.checkpoint_sets import keep_checkpoints
 from losses_plugin.checks import OptionError, check_existing_file
 from losses_plugin.strict_options import check_option_keys, drop_unread_keys
 from losses_plugin.yaml_loader import SafeOrderedLoader
@@ -152,5 +153,7 @@ def check_options(opt, is_train, resuming=False, path=None):
     check_registered_names(opt)
     check_option_keys(opt, path)
     check_dataset_paths(opt)
+    if is_train:
+        keep_checkpoints(opt)
     if not (resuming or (opt.get('path') or {}).get('resume_state')):
         check_pretrained_paths(opt)

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from losses_plugin import checkpoint_sets
+
 
 def rng_state_path(opt, current_iter):
     return os.path.join(opt['path']['training_states'], f'{current_iter}_rng.pth')
@@ -53,8 +55,9 @@ def save(opt, current_iter, iters_per_epoch):
     if opt['dist']:
         states = [None] * opt['world_size']
         dist.all_gather_object(states, capture())
-    if opt['rank'] == 0:
-        torch.save({'ranks': states, 'iters_per_epoch': iters_per_epoch}, rng_state_path(opt, current_iter))
+    if opt['rank'] == 0:  # one file of the iteration's checkpoint set, written before its state
+        checkpoint_sets.writer(opt).write(current_iter, {'ranks': states, 'iters_per_epoch': iters_per_epoch},
+                                          rng_state_path(opt, current_iter))
 
 
 def load(opt, current_iter):

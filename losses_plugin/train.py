@@ -1,7 +1,7 @@
 """The training pipeline behind ``basicsr train`` and ``python -m losses_plugin train``.
 
 It is BasicSR's ``train_pipeline`` loop (same options, models, logging, checkpoints and
-validation) with six differences:
+validation) with seven differences:
 
 - a resumed run continues exactly: it skips the samples the interrupted epoch already used
   (BasicSR repeats the epoch from its start) and augmentations depend on the sample alone
@@ -12,10 +12,13 @@ validation) with six differences:
 - a loss spike that ``train.loss_spike`` stops on is saved as a checkpoint of the restored, pre-spike state;
 - SIGTERM or SIGINT (a scheduler's preemption, Ctrl-C) ends the run at the end of the current
   iteration with a resumable checkpoint of that iteration (all ranks agree which), then
-  :class:`Interrupted`.
+  :class:`Interrupted`;
+- the fsyncs and renames that complete a checkpoint set (:mod:`losses_plugin.checkpoint_sets`) run in a
+  thread while training goes on, and final networks that could not be written end the run with
+  :class:`CheckpointNotSaved`.
 
 BasicSR's own ``basicsr.train.train_pipeline`` keeps working after ``import losses_plugin``
-(on CPU too); it just lacks these six.
+(on CPU too); it just lacks these seven.
 """
 import datetime
 import hashlib
@@ -34,7 +37,7 @@ from basicsr.utils import (AvgTimer, MessageLogger, get_env_info, get_root_logge
                            mkdir_and_rename, set_random_seed)
 from basicsr.utils.options import copy_opt_file, dict2str
 
-from losses_plugin import rng_state
+from losses_plugin import checkpoint_sets, rng_state
 from losses_plugin.checks import OptionError
 from losses_plugin.data.deterministic_sampling import KeySeededDataset, ResumableEnlargedSampler
 from losses_plugin.distributed import any_rank
@@ -93,6 +96,22 @@ class Interrupted(TrainingStopped):
         super().__init__(f'stopped by {name} at iteration {current_iter}; training state saved to {state_path}; '
                          'continue with --auto_resume')
         self.exit_code = 128 + signum
+
+
+class CheckpointNotSaved(TrainingStopped):
+    """The checkpoint that should end the run could not be written (a full disk, an I/O error); exits non-zero."""
+
+    def __init__(self, message, signum=None):
+        super().__init__(message)
+        if signum is not None:
+            self.exit_code = 128 + signum
+
+
+def save_checkpoint(model, opt, epoch, current_iter, iters_per_epoch):
+    """Saves iteration ``current_iter``'s checkpoint set: the RNG states, the networks, the training state last
+    (a collective: every rank calls it)."""
+    rng_state.save(opt, current_iter, iters_per_epoch)
+    model.save(epoch, current_iter)
 
 
 class StopSignals:
@@ -216,6 +235,8 @@ def train_pipeline(root_path):
                 f'\n\tIterations per epoch: {iters_per_epoch}; total iterations: {total_iters}.')
 
     model = build_model(opt)
+    # the set's fsyncs and renames go on in a thread while training continues; its tensors are on disk already
+    checkpoint_sets.writer(opt).background = True
     current_iter = 0
     if resume_state:
         model.resume_training(resume_state)
@@ -238,8 +259,11 @@ def train_pipeline(root_path):
                 try:
                     model.update_learning_rate(current_iter, warmup_iter=opt['train'].get('warmup_iter', -1))
                 except LossSpikeStop as spike:  # the state before the spike is restored: keep it
-                    model.save(epoch, current_iter - 1)
-                    rng_state.save(opt, current_iter - 1, iters_per_epoch)
+                    save_checkpoint(model, opt, epoch, current_iter - 1, iters_per_epoch)
+                    failed = checkpoint_sets.writer(opt).saved(current_iter - 1)
+                    if failed:
+                        raise CheckpointNotSaved(f'{spike} The restored state could not be saved ({"; ".join(failed)})'
+                                                 '; --auto_resume continues from the newest complete checkpoint.')
                     raise LossSpikeStop(f'{spike} The restored state is saved as iteration {current_iter - 1}; '
                                         '--auto_resume continues from it.') from None
                 model.feed_data(train_data)
@@ -252,23 +276,26 @@ def train_pipeline(root_path):
                                 'time': iter_timer.get_avg_time(), 'data_time': data_timer.get_avg_time()}
                     log_vars.update(model.get_current_log())
                     msg_logger(log_vars)
-                save_now = current_iter % opt['logger']['save_checkpoint_freq'] == 0
-                if save_now:
-                    logger.info('Saving models and training states.')
-                    model.save(epoch, current_iter)
                 if opt.get('val') is not None and current_iter % opt['val']['val_freq'] == 0:
                     if tb_logger and opt['logger'].get('log_weight_maps'):
                         log_weight_maps(model, tb_logger, current_iter)  # before validation replaces model.output
                     for val_loader in val_loaders:
                         model.validation(val_loader, current_iter, tb_logger, opt['val']['save_img'])
+                save_now = current_iter % opt['logger']['save_checkpoint_freq'] == 0
                 if save_now:
-                    rng_state.save(opt, current_iter, iters_per_epoch)
+                    logger.info('Saving models and training states.')
+                    save_checkpoint(model, opt, epoch, current_iter, iters_per_epoch)
                 signum = stop.agreed(model.device)
                 if signum:
                     if not save_now:
-                        model.save(epoch, current_iter)
-                        rng_state.save(opt, current_iter, iters_per_epoch)
+                        save_checkpoint(model, opt, epoch, current_iter, iters_per_epoch)
                     state_path = os.path.join(opt['path']['training_states'], f'{current_iter}.state')
+                    failed = checkpoint_sets.writer(opt).saved(current_iter)
+                    if any_rank(failed, model.device):
+                        raise CheckpointNotSaved(f'stopped by {signal.Signals(signum).name} at iteration '
+                                                 f'{current_iter}, but its checkpoint could not be saved ('
+                                                 f'{"; ".join(failed) or "on rank 0"}); --auto_resume continues '
+                                                 'from the newest complete one', signum)
                     logger.info(f'Stopped by {signal.Signals(signum).name}: saved the training state of iteration '
                                 f'{current_iter}.')
                     raise Interrupted(signum, current_iter, state_path)
@@ -283,6 +310,7 @@ def train_pipeline(root_path):
         logger.info(f'Peak CUDA memory allocated: {torch.cuda.max_memory_allocated(model.device) / 2 ** 20:.0f} MiB')
     logger.info('Save the latest model.')
     model.save(epoch=-1, current_iter=-1)
+    failed = checkpoint_sets.writer(opt).saved(-1)
     if opt.get('val') is not None:
         for val_loader in val_loaders:
             model.validation(val_loader, current_iter, tb_logger, opt['val']['save_img'])
@@ -290,4 +318,8 @@ def train_pipeline(root_path):
         check_ranks_agree(model, opt, logger)
     if tb_logger:
         tb_logger.close()
+    if any_rank(failed, model.device):
+        raise CheckpointNotSaved(f'training finished, but its final networks could not be saved ('
+                                 f'{"; ".join(failed) or "on rank 0"}); the newest complete checkpoint is '
+                                 f'{checkpoint_sets.writer(opt).newest or "an earlier one"}')
     return model

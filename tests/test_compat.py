@@ -91,8 +91,9 @@ def test_auto_resume_picks_the_latest_state(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     states = tmp_path / 'experiments' / 'run' / 'training_states'
     states.mkdir(parents=True)
-    for name in ('5.state', '40.state', '100_rng.pth', '9.state'):
-        (states / name).write_bytes(b'')
+    for iteration in (5, 40, 9):  # states written before checkpoint sets (no file list): complete when they load
+        torch.save({'epoch': 0, 'iter': iteration}, states / f'{iteration}.state')
+    (states / '100_rng.pth').write_bytes(b'')  # no 100.state: an unfinished set, stepped over
     opt = {'auto_resume': True, 'name': 'run', 'path': {}}
     assert find_resume_state_path(opt) == 'experiments/run/training_states/40.state'
     assert opt['path']['resume_state'] == 'experiments/run/training_states/40.state'

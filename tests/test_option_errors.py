@@ -135,3 +135,12 @@ def test_testing_with_saved_images_needs_suffix(demo_data, tmp_path, capsys):
     opt['val']['save_img'] = True
     code, err = run_main(['test', '-opt', str(write_options(opt, tmp_path / 'o.yml'))], capsys)
     assert code == 2 and 'val.suffix: BasicSR needs it' in err
+
+
+def test_keep_checkpoints_is_checked_before_training(demo_data, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    opt = tiny_options(demo_data, 'keep_none')
+    opt['logger']['keep_checkpoints'] = 0
+    code, err = run_main(['train', '-opt', str(write_options(opt, tmp_path / 'o.yml'))], capsys)
+    assert code == 2 and 'logger.keep_checkpoints must be an integer >= 1' in err and 'got 0' in err
+    assert not (tmp_path / 'experiments').exists()  # refused with the other option checks, before any run

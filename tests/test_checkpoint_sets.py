@@ -1,0 +1,248 @@
+"""Checkpoint files are written atomically and count only as complete sets (in-process, real files).
+
+The kill-and-resume behaviour of the trainer with these files is in tests/test_kill_resume.py.
+"""
+import errno
+import os
+
+import pytest
+import torch
+
+from losses_plugin import checkpoint_files, checkpoint_sets
+from losses_plugin.checks import OptionError
+from losses_plugin.resume import choose_resume_state, follow_set
+
+
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # --auto_resume looks in experiments/<name> under the working directory
+
+
+def experiment(tmp_path, keep=None):
+    root = tmp_path / 'experiments' / 'run'
+    for folder in ('models', 'training_states'):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    opt = {'name': 'run', 'auto_resume': True, 'num_gpu': 0, 'network_g': {}, 'network_w': {},
+           'logger': {} if keep is None else {'keep_checkpoints': keep},
+           'path': {'experiments_root': str(root), 'models': str(root / 'models'),
+                    'training_states': str(root / 'training_states')}}
+    return root, opt
+
+
+def save_set(writer, root, iteration, networks=('g', 'w')):
+    """One set as the trainer writes it: RNG states, networks, then the state listing them."""
+    writer.write(iteration, {'ranks': [torch.get_rng_state()]}, str(root / 'training_states' / f'{iteration}_rng.pth'))
+    for net in networks:
+        writer.write(iteration, {'params': {'weight': torch.full((64, ), float(iteration))}},
+                     str(root / 'models' / f'net_{net}_{iteration}.pth'))
+    writer.commit(iteration, {'epoch': 0, 'iter': iteration}, str(root / 'training_states' / f'{iteration}.state'))
+
+
+def files_of(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob('*') if p.is_file())
+
+
+def test_save_is_torch_save_and_its_record_is_the_files(tmp_path):
+    path = tmp_path / 'net.pth'
+    record = checkpoint_files.save({'a': torch.arange(10)}, str(path))
+    assert torch.equal(torch.load(path, weights_only=True)['a'], torch.arange(10))
+    assert record == checkpoint_files.record_of(str(path))
+    assert record['size'] == path.stat().st_size
+    assert os.listdir(tmp_path) == ['net.pth']
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path, monkeypatch):
+    path = tmp_path / 'net_g_4.pth'
+    checkpoint_files.save({'a': torch.zeros(1000)}, str(path))
+    before = path.read_bytes()
+    monkeypatch.setenv(checkpoint_files.FAULT_HOOK, 'ENOSPC:net_g_*.pth')
+    with pytest.raises(OSError) as failed:
+        checkpoint_files.save({'a': torch.ones(1000)}, str(path))
+    assert failed.value.errno == errno.ENOSPC  # not torch's RuntimeError, which would hide it
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ['net_g_4.pth']
+
+
+def test_a_failed_rename_removes_the_temporary_file(tmp_path, monkeypatch):
+    path = tmp_path / 'x.pth'
+
+    def replace(src, dst):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, 'replace', replace)
+    with pytest.raises(OSError):
+        checkpoint_files.save({'a': 1}, str(path))
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_state_lists_the_sets_files_and_a_complete_set_is_chosen(tmp_path):
+    root, opt = experiment(tmp_path)
+    save_set(checkpoint_sets.writer(opt), root, 4)
+    state = checkpoint_sets.load_state(str(root / 'training_states' / '4.state'))
+    assert sorted(state[checkpoint_sets.FILES_KEY]) == ['models/net_g_4.pth', 'models/net_w_4.pth',
+                                                        'training_states/4_rng.pth']
+    for name, record in state[checkpoint_sets.FILES_KEY].items():
+        assert record == checkpoint_files.record_of(str(root / name))
+    path, chosen = choose_resume_state(opt)
+    assert path.endswith('training_states/4.state') and chosen['iter'] == 4
+
+
+def tear(path, how):
+    data = path.read_bytes()
+    if how == 'truncate':
+        path.write_bytes(data[:len(data) // 2])
+    elif how == 'flip':  # same size, one byte changed: only the checksum sees it
+        path.write_bytes(data[:-30] + bytes([data[-30] ^ 1]) + data[-29:])
+    else:
+        path.unlink()
+
+
+@pytest.mark.parametrize('name, how, why', [
+    ('training_states/8.state', 'truncate', 'cannot be loaded'),
+    ('models/net_g_8.pth', 'truncate', 'has '),
+    ('models/net_w_8.pth', 'flip', 'differs from the file that was written (CRC-32)'),
+    ('training_states/8_rng.pth', 'delete', 'is missing'),
+])
+def test_auto_resume_steps_over_a_torn_set_with_one_warning(tmp_path, caplog, name, how, why):
+    root, opt = experiment(tmp_path)
+    writer = checkpoint_sets.writer(opt)
+    save_set(writer, root, 4)
+    save_set(writer, root, 8)
+    (root / 'models' / 'net_g_8.pth.partial-123').write_bytes(b'torn')  # a stray temporary file too
+    tear(root / name, how)
+    path, state = choose_resume_state(opt)
+    assert path.endswith('training_states/4.state') and state['iter'] == 4
+    warnings = [r.getMessage() for r in caplog.records if 'steps over' in r.getMessage()]
+    assert len(warnings) == 1 and str(root / name) in warnings[0] and why in warnings[0], warnings
+    assert (root / name).exists() or how == 'delete'  # left on disk
+    assert not (root / 'models' / 'net_g_8.pth.partial-123').exists()
+
+
+def test_files_of_a_set_without_its_state_are_stepped_over(tmp_path, caplog):
+    root, opt = experiment(tmp_path)
+    writer = checkpoint_sets.writer(opt)
+    save_set(writer, root, 4)
+    checkpoint_files.save({'params': {}}, str(root / 'models' / 'net_g_8.pth'))  # killed before 8.state
+    assert choose_resume_state(opt)[0].endswith('4.state')
+    assert [r.getMessage() for r in caplog.records if 'steps over' in r.getMessage()] == [
+        f'--auto_resume steps over the checkpoint of iteration 8: {root}/models/net_g_8.pth is there without the '
+        'training state of its iteration: the save did not finish (left on disk).']
+
+
+def test_an_explicit_torn_resume_state_is_one_line_naming_the_newest_complete_set(tmp_path):
+    root, opt = experiment(tmp_path)
+    writer = checkpoint_sets.writer(opt)
+    save_set(writer, root, 4)
+    save_set(writer, root, 8)
+    tear(root / 'models' / 'net_g_8.pth', 'truncate')
+    state = str(root / 'training_states' / '8.state')
+    opt.update(auto_resume=False)
+    opt['path']['resume_state'] = state
+    with pytest.raises(OptionError) as error:
+        choose_resume_state(opt)
+    assert str(error.value).startswith(f'path.resume_state: {state} is not a complete checkpoint: '
+                                       f'{root}/models/net_g_8.pth has ')
+    assert str(error.value).endswith(f'the newest complete checkpoint there is {root}/training_states/4.state')
+
+
+def test_resume_loads_the_networks_the_chosen_set_lists(tmp_path):
+    root, opt = experiment(tmp_path)
+    save_set(checkpoint_sets.writer(opt), root, 4)
+    opt['path']['ignore_resume_networks'] = ['network_w']
+    state = checkpoint_sets.load_state(str(root / 'training_states' / '4.state'))
+    follow_set(opt, str(root / 'training_states' / '4.state'), state)
+    assert opt['path']['pretrain_network_g'] == str(root / 'models' / 'net_g_4.pth')
+    assert 'pretrain_network_w' not in opt['path']
+
+
+def test_a_disk_error_skips_the_sets_state_and_the_next_save_succeeds(tmp_path, monkeypatch, caplog):
+    root, opt = experiment(tmp_path)
+    writer = checkpoint_sets.writer(opt)
+    save_set(writer, root, 4)
+    monkeypatch.setenv(checkpoint_files.FAULT_HOOK, 'ENOSPC:net_w_8.pth')
+    save_set(writer, root, 8)
+    assert writer.saved(8) == [f'{root}/models/net_w_8.pth: No space left on device']
+    assert f'Could not save {root}/models/net_w_8.pth: [Errno 28] No space left on device' in caplog.text
+    assert not (root / 'training_states' / '8.state').exists()
+    assert not any(checkpoint_files.is_temporary(n) for n in files_of(root))
+    monkeypatch.delenv(checkpoint_files.FAULT_HOOK)
+    save_set(writer, root, 12)
+    assert writer.saved(12) == [] and choose_resume_state(opt)[0].endswith('12.state')
+
+
+def test_an_error_while_completing_in_the_background_is_a_warning_and_no_state(tmp_path, monkeypatch, caplog):
+    root, opt = experiment(tmp_path)
+    writer = checkpoint_sets.writer(opt)
+    writer.background = True
+    save_set(writer, root, 4)
+    replace = os.replace
+
+    def failing_replace(src, dst):
+        if dst.endswith('net_g_8.pth'):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, 'replace', failing_replace)
+    save_set(writer, root, 8)
+    assert writer.saved(8) == [f'{root}/models/net_g_8.pth: Input/output error']
+    assert not (root / 'training_states' / '8.state').exists()
+    assert not any(checkpoint_files.is_temporary(n) for n in files_of(root))
+    assert writer.newest == str(root / 'training_states' / '4.state')
+
+
+def test_keep_checkpoints_keeps_the_newest_complete_sets(tmp_path, monkeypatch):
+    root, opt = experiment(tmp_path, keep=2)
+    writer = checkpoint_sets.writer(opt)
+    for iteration in (2, 4, 6):
+        save_set(writer, root, iteration)
+    assert files_of(root) == [f'{folder}/{name}' for folder, name in [
+        ('models', 'net_g_4.pth'), ('models', 'net_g_6.pth'), ('models', 'net_w_4.pth'), ('models', 'net_w_6.pth'),
+        ('training_states', '4.state'), ('training_states', '4_rng.pth'), ('training_states', '6.state'),
+        ('training_states', '6_rng.pth')]]
+    monkeypatch.setenv(checkpoint_files.FAULT_HOOK, 'ENOSPC:8_rng.pth')
+    save_set(writer, root, 8)  # incomplete: 4 and 6 stay the two newest complete sets
+    assert (root / 'training_states' / '4.state').exists() and not (root / 'training_states' / '8.state').exists()
+    tear(root / 'models' / 'net_g_6.pth', 'truncate')
+    monkeypatch.delenv(checkpoint_files.FAULT_HOOK)
+    save_set(writer, root, 10)  # 6 is torn: 10 and 4 are the newest complete, 6 is left alone
+    assert {p for p in files_of(root) if p.endswith('.state')} == {'training_states/10.state',
+                                                                   'training_states/4.state',
+                                                                   'training_states/6.state'}
+
+
+@pytest.mark.parametrize('keep', [0, -1, 'two', True, 1.5])
+def test_keep_checkpoints_must_be_a_positive_integer(keep):
+    with pytest.raises(OptionError, match=r'^logger.keep_checkpoints must be an integer >= 1 .*, got '):
+        checkpoint_sets.keep_checkpoints({'logger': {'keep_checkpoints': keep}})
+
+
+def test_in_the_background_a_set_is_in_place_once_saved_returns(tmp_path):
+    root, opt = experiment(tmp_path)
+    writer = checkpoint_sets.writer(opt)
+    writer.background = True
+    save_set(writer, root, 4)
+    assert writer.saved(4) == [] and checkpoint_sets.check_set(str(root / 'training_states' / '4.state'))[1] == []
+    # a model whose save writes networks only: its staged files are put in place all the same
+    writer.write(6, {'params': {}}, str(root / 'models' / 'net_g_6.pth'))
+    assert not (root / 'models' / 'net_g_6.pth').exists()
+    assert writer.saved(-1) == [] and (root / 'models' / 'net_g_6.pth').exists()
+    assert not any(checkpoint_files.is_temporary(n) for n in files_of(root))
+
+
+def test_the_file_is_fsynced_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def spy_fsync(fd):
+        events.append(('fsync', os.readlink(f'/proc/self/fd/{fd}')))
+        fsync(fd)
+
+    def spy_replace(src, dst):
+        events.append(('replace', os.path.basename(src), os.path.basename(dst)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, 'fsync', spy_fsync)
+    monkeypatch.setattr(os, 'replace', spy_replace)
+    checkpoint_files.save({'a': 1}, str(tmp_path / 'x.pth'))
+    temporary = f'x.pth.partial-{os.getpid()}'
+    assert events == [('fsync', str(tmp_path / temporary)), ('replace', temporary, 'x.pth'), ('fsync', str(tmp_path))]
