@@ -146,7 +146,12 @@ class LossSpikePolicy:
         log = getattr(self.model, 'log_dict', None) or {}
         mean = None
         if done >= 1 and self.model.opt.get('rank', 0) == 0:  # the only rank whose log holds the averaged losses
-            mean = self.detector.add(done, watched_loss(log, self.key))
+            value = watched_loss(log, self.key)
+            if value is None and log:  # a key nothing logs would watch nothing, silently
+                raise OptionError(f"train.loss_spike.key: {type(self.model).__name__} logs no "
+                                  f"{'l_total, l_pix, l_percep or l_style' if self.key == 'total' else repr(self.key)}"
+                                  f"; it logs {', '.join(log)}")
+            mean = self.detector.add(done, value)
         spike = any_rank(mean is not None, self.model.device)
         if spike:
             self._act(done, mean, log)

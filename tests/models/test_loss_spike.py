@@ -227,3 +227,25 @@ def test_a_restore_takes_every_network_and_optimiser_state_back_and_keeps_the_sc
         state = optimizer.state_dict()['state']
         assert all(torch.equal(before[i]['exp_avg'], state[i]['exp_avg']) for i in before)
         assert {group['lr'] for group in optimizer.param_groups} == {0.25}
+
+
+@pytest.mark.parametrize('key, message', [
+    ('l_pixx', "train.loss_spike.key: TLWModel logs no 'l_pixx'; it logs l_pix, l_w, wc, k"),
+    ('wc', None),  # a logged name is watched
+])
+def test_a_key_the_model_does_not_log_is_an_error_at_the_first_test(tmp_path, key, message):
+    from basicsr.models import build_model
+    from test_amp import options
+
+    opt = options(tmp_path, 'TLWModel')
+    opt['train']['loss_spike'] = dict(POLICY, key=key)
+    model = build_model(opt)
+    model.update_learning_rate(1)  # nothing logged yet: nothing to check
+    model.feed_data({'lq': torch.rand(2, 3, 16, 16), 'gt': torch.rand(2, 3, 32, 32)})
+    model.optimize_parameters(1)
+    if message is None:
+        model.update_learning_rate(2)
+        assert model.step_guard.loss_spike.detector.values == [pytest.approx(model.get_current_log()['wc'])]
+        return
+    with pytest.raises(OptionError, match=f'^{re.escape(message)}$'):
+        model.update_learning_rate(2)
