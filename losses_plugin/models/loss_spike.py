@@ -28,6 +28,7 @@ uninterrupted one would. Under DDP rank 0 (the one BasicSR's ``reduce_loss_dict`
 and every rank acts on its decision; every rank keeps its own snapshots (identical, as the parameters are).
 """
 import contextlib
+import copy
 import math
 
 import torch
@@ -222,7 +223,7 @@ class LossSpikePolicy:
         for optimizer, saved in zip(self.model.optimizers, state['optimizers']):
             # the moments of then, the hyperparameters (learning rate) of now: the schedule follows the iteration
             now = [{k: v for k, v in group.items() if k != 'params'} for group in optimizer.param_groups]
-            optimizer.load_state_dict(saved)
+            optimizer.load_state_dict(copy.deepcopy(saved))  # on the CPU it would keep the snapshot's tensors
             for group, values in zip(optimizer.param_groups, now):
                 group.update(values)
         guard = self.model.step_guard

@@ -249,3 +249,149 @@ def test_a_key_the_model_does_not_log_is_an_error_at_the_first_test(tmp_path, ke
         return
     with pytest.raises(OptionError, match=f'^{re.escape(message)}$'):
         model.update_learning_rate(2)
+
+
+class ScriptedRun:
+    """A real SRModel whose logged loss is scripted: each iteration steps for real (weights and Adam moments move),
+    then ``log_dict`` says ``loss(i)``; the policy runs in ``update_learning_rate`` as in a training loop."""
+
+    def __init__(self, tmp_path, loss, **policy):
+        from basicsr.models import build_model
+        from test_amp import options
+
+        opt = options(tmp_path, 'SRModel')
+        opt['train'].update(ema_decay=0.5, loss_spike=dict(POLICY, **policy))
+        torch.manual_seed(0)
+        self.model, self.loss = build_model(opt), loss
+        self.policy = self.model.step_guard.loss_spike
+        self.batch = {'lq': torch.rand(2, 3, 16, 16), 'gt': torch.rand(2, 3, 32, 32)}
+        self.weights = {}  # iteration -> net_g's weights after its step
+        self.moments = {}
+
+    def run(self, first, last):
+        """Iterations ``first``..``last``: the policy's test, then the step."""
+        for i in range(first, last + 1):
+            self.model.update_learning_rate(i)
+            self.step(i)
+
+    def step(self, i):
+        self.model.feed_data(self.batch)
+        self.model.optimize_parameters(i)
+        self.model.log_dict = {'l_pix': self.loss(i)}
+        self.weights[i] = {k: v.clone() for k, v in self.model.net_g.state_dict().items()}
+        self.moments[i] = self.model.optimizer_g.state_dict()['state'][0]['exp_avg'].clone()
+
+    def holds(self, i):
+        """net_g's weights and Adam's first moment are those after iteration ``i``'s step."""
+        now = self.model.net_g.state_dict()
+        return (all(torch.equal(now[k], v) for k, v in self.weights[i].items())
+                and torch.equal(self.model.optimizer_g.state_dict()['state'][0]['exp_avg'], self.moments[i]))
+
+
+def jump_at(iteration, low=0.1, high=1.0):
+    return lambda i: high if i > iteration else low
+
+
+def test_a_scripted_spike_is_rewound_to_the_snapshot_a_window_back_then_stopped_after_max_rewinds(tmp_path):
+    """Loss 0.1, then 1.0 from iteration 41: the 5-mean passes 3 x 0.1 once two values are 1.0 (done = 42, tested
+    at iteration 43); snapshots every 5 (two kept): the newest at or before 42 - 5 is 35."""
+    from conftest import basicsr_warnings
+
+    from losses_plugin.models.loss_spike import LossSpikeStop
+
+    run = ScriptedRun(tmp_path, jump_at(40))
+    with basicsr_warnings() as warnings:
+        run.run(1, 42)
+        assert run.policy.rewinds == 0 and [s[0] for s in run.policy.snapshots] == [35, 40]
+        lr = run.model.optimizer_g.param_groups[0]['lr']
+        run.model.update_learning_rate(43)
+    assert run.holds(35) and run.policy.rewinds == 1 and run.policy.detector.values == []
+    assert [s[0] for s in run.policy.snapshots] == [35] and run.model.optimizer_g.param_groups[0]['lr'] == lr
+    ema = run.model.net_g_ema.state_dict()
+    assert all(torch.equal(ema[k], run.policy.snapshots[0][1]['networks']['net_g_ema'][k]) for k in ema)
+    assert warnings == ['iteration 42: loss spike: the moving mean of l_pix over 5 iterations, 0.46, is above 3 x its '
+                        'lowest, 0.1 (train.loss_spike); restored net_g, net_g_ema, the optimiser states of iteration '
+                        '35 (in memory); the batches of iterations 36-42 are not replayed (rewind 1 of 3)']
+    # the loss stays up: each refilled window (43-47, 48-52) is a spike again, back to 35 each time (the snapshot
+    # of 45 is after the spike's start); the fourth (53-57) stops: 3 rewinds were allowed
+    run.step(43)
+    with basicsr_warnings() as warnings, pytest.raises(LossSpikeStop, match=(
+            r'^iteration 57: loss spike: .* restored net_g, net_g_ema, the optimiser states of iteration 35 .*; '
+            r'training stopped after 3 rewinds \(train.loss_spike.max_rewinds\)\. Lower the learning rate')):
+        run.run(44, 60)
+    assert [w.split(':')[0] for w in warnings] == ['iteration 47', 'iteration 52']
+    assert all('restored net_g, net_g_ema, the optimiser states of iteration 35' in w for w in warnings)
+    assert run.policy.rewinds == 3 and run.holds(35)
+
+
+def test_warn_restores_nothing_and_warns_again_only_after_the_loss_came_back(tmp_path):
+    from conftest import basicsr_warnings
+
+    calm_again = lambda i: 1.0 if 40 < i <= 50 or i > 70 else 0.1  # noqa: E731
+    run = ScriptedRun(tmp_path, calm_again, action='warn')
+    with basicsr_warnings() as warnings:
+        run.run(1, 80)
+    assert run.policy.snapshots == [] and run.policy.rewinds == 0 and run.holds(80)
+    assert [w.split(':')[0] for w in warnings] == ['iteration 42', 'iteration 72']
+    assert all(w.endswith('training goes on (action: warn)') for w in warnings)
+
+
+def test_stop_restores_the_snapshot_and_says_so(tmp_path):
+    from losses_plugin.models.loss_spike import LossSpikeStop
+
+    run = ScriptedRun(tmp_path, jump_at(40), action='stop')
+    run.run(1, 42)
+    with pytest.raises(LossSpikeStop, match=r'restored net_g, net_g_ema, the optimiser states of iteration 35 .*; '
+                                            r'training stopped\. Lower'):
+        run.model.update_learning_rate(43)
+    assert run.holds(35)
+
+
+def test_no_spike_before_warmup_or_a_full_window_and_none_below_the_factor(tmp_path):
+    run = ScriptedRun(tmp_path, lambda i: 1.0 if i <= 20 else (0.1 if i <= 40 else 0.29))  # 2.9 x the lowest
+    run.run(1, 60)
+    assert run.policy.rewinds == 0 and run.holds(60) and run.policy.detector.lowest == pytest.approx(0.1)
+
+
+def test_the_lowered_rates_reach_lr_iters_steps_and_the_schedule_keeps_its_own(tmp_path, monkeypatch):
+    run = ScriptedRun(tmp_path, jump_at(40), lr_factor=0.25, lr_iters=3)
+    run.run(1, 42)
+    run.model.update_learning_rate(43)
+    used, step = [], run.model.optimizer_g.step
+
+    def recording_step(*args, **kwargs):
+        used.append(run.model.optimizer_g.param_groups[0]['lr'])
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(run.model.optimizer_g, 'step', recording_step)
+    lr = run.model.optimizer_g.param_groups[0]['lr']
+    run.model.log_dict = {'l_pix': 0.1}
+    for i in range(43, 48):
+        run.model.feed_data(run.batch)
+        run.model.optimize_parameters(i)
+        run.model.log_dict = {'l_pix': 0.1}
+        run.model.update_learning_rate(i + 1)
+    assert used == [lr * 0.25] * 3 + [lr] * 2 and run.model.optimizer_g.param_groups[0]['lr'] == lr
+
+
+def test_the_policy_state_round_trips_through_a_training_state(tmp_path):
+    """What a checkpoint keeps (detector window, lowest mean, rewinds, warned, lowered-rate end, snapshots) comes
+    back into a fresh model's policy, through torch.save and a weights_only load as the training state is read."""
+    import io
+
+    run = ScriptedRun(tmp_path, jump_at(40), lr_factor=0.5, lr_iters=4)
+    run.run(1, 42)
+    run.model.update_learning_rate(43)
+    state = run.model.step_guard.state_dict()
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=True)
+    other = ScriptedRun(tmp_path, jump_at(40), lr_factor=0.5, lr_iters=4)
+    other.model.step_guard.load_state_dict(loaded)
+    a, b = run.policy, other.policy
+    assert (b.detector.values, b.detector.lowest, b.rewinds, b.warned, b.lower_lr_until) == (
+        a.detector.values, a.detector.lowest, 1, False, 46)
+    assert [s[0] for s in b.snapshots] == [35]
+    saved = b.snapshots[0][1]['networks']['net_g']
+    assert all(torch.equal(saved[k], v) for k, v in run.weights[35].items())
