@@ -151,99 +151,116 @@ def patch_dist_validation():
     SRModel.dist_validation = sharded_dist_validation
 
 
-def patch_guarded_steps():
-    from basicsr.models.base_model import BaseModel
-    from basicsr.models.sr_model import SRModel
-    from basicsr.models.srgan_model import SRGANModel
-    from basicsr.utils import dist_util
+# BasicSR's methods that the guarded-step patch wraps, kept by :func:`patch_guarded_steps`
+_basicsr = {}
 
+
+def _guarded_model_to_device(self, net):
+    """``train.channels_last`` before DDP or DataParallel wraps the network: DDP's gradient buckets take the
+    layout the parameters have when it wraps them. Not for BasicSR's GAN models, which take no step guard."""
+    from basicsr.models.srgan_model import SRGANModel
+
+    from losses_plugin.models import training_step
+
+    if not isinstance(self, SRGANModel) and training_step.channels_last_requested(self.opt):
+        training_step.to_channels_last(net)
+    return _basicsr['model_to_device'](self, net)
+
+
+def _guarded_init_training_settings(self):
+    from losses_plugin.models import training_step
+
+    self.step_guard = training_step.StepGuard(self)  # reads and checks its options first
+    _basicsr['init_training_settings'](self)
+    self.step_guard.prepare_networks()
+
+
+def _guarded_feed_data(self, data):
+    _basicsr['feed_data'](self, data)
+    if getattr(self, 'step_guard', None) is not None:
+        for name in ('lq', 'gt'):
+            if hasattr(self, name):
+                setattr(self, name, self.step_guard.memory_format(getattr(self, name)))
+
+
+def _bare_model(self, net):
+    """BasicSR's unwrapping of DDP/DataParallel, and of torch.compile's wrapper."""
+    net = _basicsr['get_bare_model'](self, getattr(net, '_orig_mod', net))  # compile(DDP(net)) -> net
+    return getattr(net, '_orig_mod', net)
+
+
+def _guarded_update_learning_rate(self, current_iter, warmup_iter=-1):
+    if getattr(self, 'step_guard', None) is not None:
+        self.step_guard.before_schedulers_step(current_iter)
+    _basicsr['update_learning_rate'](self, current_iter, warmup_iter)
+
+
+def _guarded_optimize_parameters(self, current_iter):
+    from losses_plugin.models import training_step
+
+    if getattr(self, 'step_guard', None) is None:
+        # built before this patch: the start-up hook imported us while it built its loss (``pixel_opt:
+        # {type: SPLoss}`` in BasicSR's own train.py), so it trains as BasicSR's SRModel does
+        return _basicsr['optimize_parameters'](self, current_iter)
+    training_step.sr_model_optimize_parameters(self, current_iter)
+
+
+def _save_network_in_set(self, net, net_label, current_iter, param_key='params'):
+    """BasicSR's network file, written atomically as part of the iteration's checkpoint set."""
     from losses_plugin import checkpoint_sets
     from losses_plugin.models import training_step
 
-    basicsr_init_training_settings = SRModel.init_training_settings
-    basicsr_optimize_parameters = SRModel.optimize_parameters
-    basicsr_feed_data = SRModel.feed_data
-    basicsr_get_bare_model = BaseModel.get_bare_model
-    basicsr_update_learning_rate = BaseModel.update_learning_rate
-    basicsr_resume_training = BaseModel.resume_training
-    basicsr_model_to_device = BaseModel.model_to_device
+    nets = net if isinstance(net, list) else [net]
+    for one in nets:
+        training_step.check_finite_weights(one, net_label, current_iter)
+    keys = param_key if isinstance(param_key, list) else [param_key]
+    contents = {key: {name[len('module.'):] if name.startswith('module.') else name: tensor.cpu()
+                      for name, tensor in self.get_bare_model(one).state_dict().items()}
+                for one, key in zip(nets, keys)}
+    name = f"{net_label}_{'latest' if current_iter == -1 else current_iter}.pth"
+    checkpoint_sets.writer(self.opt).write(current_iter, contents, os.path.join(self.opt['path']['models'], name))
 
-    def model_to_device(self, net):
-        """``train.channels_last`` before DDP or DataParallel wraps the network: DDP's gradient buckets take the
-        layout the parameters have when it wraps them. Not for BasicSR's GAN models, which take no step guard."""
-        if not isinstance(self, SRGANModel) and training_step.channels_last_requested(self.opt):
-            training_step.to_channels_last(net)
-        return basicsr_model_to_device(self, net)
 
-    def init_training_settings(self):
-        self.step_guard = training_step.StepGuard(self)  # reads and checks its options first
-        basicsr_init_training_settings(self)
-        self.step_guard.prepare_networks()
+def _save_training_state_completing_the_set(self, epoch, current_iter):
+    """BasicSR's training state (optimisers, schedulers) plus the step guard's, written last: it completes the
+    iteration's checkpoint set (:mod:`losses_plugin.checkpoint_sets`)."""
+    from losses_plugin import checkpoint_sets
 
-    def feed_data(self, data):
-        basicsr_feed_data(self, data)
-        if getattr(self, 'step_guard', None) is not None:
-            for name in ('lq', 'gt'):
-                if hasattr(self, name):
-                    setattr(self, name, self.step_guard.memory_format(getattr(self, name)))
+    if current_iter == -1:
+        return
+    state = {'epoch': epoch, 'iter': current_iter, 'optimizers': [o.state_dict() for o in self.optimizers],
+             'schedulers': [s.state_dict() for s in self.schedulers]}
+    if getattr(self, 'step_guard', None) is not None:
+        state['step_guard'] = self.step_guard.state_dict()
+    checkpoint_sets.writer(self.opt).commit(
+        current_iter, state, os.path.join(self.opt['path']['training_states'], f'{current_iter}.state'))
 
-    def get_bare_model(self, net):
-        """BasicSR's unwrapping of DDP/DataParallel, and of torch.compile's wrapper."""
-        net = basicsr_get_bare_model(self, getattr(net, '_orig_mod', net))  # compile(DDP(net)) -> net
-        return getattr(net, '_orig_mod', net)
 
-    def update_learning_rate(self, current_iter, warmup_iter=-1):
-        if getattr(self, 'step_guard', None) is not None:
-            self.step_guard.before_schedulers_step(current_iter)
-        basicsr_update_learning_rate(self, current_iter, warmup_iter)
+def _resume_training_with_the_step_guard(self, resume_state):
+    _basicsr['resume_training'](self, resume_state)
+    if getattr(self, 'step_guard', None) is not None and 'step_guard' in resume_state:
+        self.step_guard.load_state_dict(resume_state['step_guard'])
 
-    def optimize_parameters(self, current_iter):
-        if getattr(self, 'step_guard', None) is None:
-            # built before this patch: the start-up hook imported us while it built its loss (``pixel_opt:
-            # {type: SPLoss}`` in BasicSR's own train.py), so it trains as BasicSR's SRModel does
-            return basicsr_optimize_parameters(self, current_iter)
-        training_step.sr_model_optimize_parameters(self, current_iter)
 
-    @dist_util.master_only
-    def save_network(self, net, net_label, current_iter, param_key='params'):
-        """BasicSR's network file, written atomically as part of the iteration's checkpoint set."""
-        nets = net if isinstance(net, list) else [net]
-        for one in nets:
-            training_step.check_finite_weights(one, net_label, current_iter)
-        keys = param_key if isinstance(param_key, list) else [param_key]
-        contents = {key: {name[len('module.'):] if name.startswith('module.') else name: tensor.cpu()
-                          for name, tensor in self.get_bare_model(one).state_dict().items()}
-                    for one, key in zip(nets, keys)}
-        name = f"{net_label}_{'latest' if current_iter == -1 else current_iter}.pth"
-        checkpoint_sets.writer(self.opt).write(current_iter, contents, os.path.join(self.opt['path']['models'], name))
+def patch_guarded_steps():
+    from basicsr.models.base_model import BaseModel
+    from basicsr.models.sr_model import SRModel
+    from basicsr.utils import dist_util
 
-    @dist_util.master_only
-    def save_training_state(self, epoch, current_iter):
-        """BasicSR's training state (optimisers, schedulers) plus the step guard's, written last: it completes the
-        iteration's checkpoint set (:mod:`losses_plugin.checkpoint_sets`)."""
-        if current_iter == -1:
-            return
-        state = {'epoch': epoch, 'iter': current_iter, 'optimizers': [o.state_dict() for o in self.optimizers],
-                 'schedulers': [s.state_dict() for s in self.schedulers]}
-        if getattr(self, 'step_guard', None) is not None:
-            state['step_guard'] = self.step_guard.state_dict()
-        checkpoint_sets.writer(self.opt).commit(
-            current_iter, state, os.path.join(self.opt['path']['training_states'], f'{current_iter}.state'))
-
-    def resume_training(self, resume_state):
-        basicsr_resume_training(self, resume_state)
-        if getattr(self, 'step_guard', None) is not None and 'step_guard' in resume_state:
-            self.step_guard.load_state_dict(resume_state['step_guard'])
-
-    SRModel.init_training_settings = init_training_settings
-    SRModel.feed_data = feed_data
-    BaseModel.get_bare_model = get_bare_model
-    SRModel.optimize_parameters = optimize_parameters
-    BaseModel.update_learning_rate = update_learning_rate
-    BaseModel.save_network = save_network
-    BaseModel.save_training_state = save_training_state
-    BaseModel.resume_training = resume_training
-    BaseModel.model_to_device = model_to_device
+    _basicsr.update(init_training_settings=SRModel.init_training_settings,
+                    optimize_parameters=SRModel.optimize_parameters, feed_data=SRModel.feed_data,
+                    get_bare_model=BaseModel.get_bare_model, update_learning_rate=BaseModel.update_learning_rate,
+                    resume_training=BaseModel.resume_training, model_to_device=BaseModel.model_to_device)
+    # module-level functions (not closures), so that each call runs the current definition
+    SRModel.init_training_settings = _guarded_init_training_settings
+    SRModel.feed_data = _guarded_feed_data
+    BaseModel.get_bare_model = _bare_model
+    SRModel.optimize_parameters = _guarded_optimize_parameters
+    BaseModel.update_learning_rate = _guarded_update_learning_rate
+    BaseModel.save_network = dist_util.master_only(_save_network_in_set)
+    BaseModel.save_training_state = dist_util.master_only(_save_training_state_completing_the_set)
+    BaseModel.resume_training = _resume_training_with_the_step_guard
+    BaseModel.model_to_device = _guarded_model_to_device
 
 
 def apply():
