@@ -3,8 +3,8 @@
 #
 #   bash scripts/mutation_test.sh PACKAGE [REV]
 #
-# PACKAGE: losses | metrics | data | models | archs (models: every model but the torchrun-only
-# sharded validation). REV: a git revision to test (default: the
+# PACKAGE: losses | metrics | data | models | archs | trainer (models: every model but the torchrun-only
+# sharded validation; trainer: train, resume, rng_state, checkpoint_files, checkpoint_sets, compat). REV: a git revision to test (default: the
 # working tree as it is, tracked and untracked-but-not-ignored files).
 #
 # Never touches the repository: it builds a scratch workspace ($MUTATION_WORKDIR/PACKAGE, default
@@ -21,7 +21,7 @@
 # published architectures of archs/ to mutate only the methods' own networks first.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PACKAGE="${1:?usage: mutation_test.sh losses|metrics|data|models|archs [REV]}"
+PACKAGE="${1:?usage: mutation_test.sh losses|metrics|data|models|archs|trainer [REV]}"
 REV="${2:-}"
 MUTMUT="${MUTMUT:-$ROOT/.venv/bin/mutmut}"
 WORK="${MUTATION_WORKDIR:-/tmp/losses_plugin-mutation}/$PACKAGE"
@@ -35,7 +35,15 @@ case "$PACKAGE" in
   models)  SOURCE=losses_plugin/models;  SKIP=losses_plugin/models/sharded_validation.py
            TESTS="tests/test_amp.py tests/test_non_finite_policy.py tests/models" ;;
   archs)   SOURCE=losses_plugin/archs;   TESTS="tests/archs" ;;
-  *) echo "unknown package: $PACKAGE (losses|metrics|data|models|archs)" >&2; exit 2 ;;
+  # the training loop, resuming, the generators' state, checkpoint files and sets, and the patches of BasicSR
+  # that save and resume (compat.py); its tests run in this process (the CLI's subprocesses are invisible)
+  trainer) SOURCE=losses_plugin
+           ONLY="losses_plugin/train.py losses_plugin/resume.py losses_plugin/rng_state.py
+                 losses_plugin/checkpoint_files.py losses_plugin/checkpoint_sets.py losses_plugin/compat.py"
+           TESTS="tests/test_train_pipeline.py tests/test_checkpoint_sets.py tests/test_rng_state.py tests/test_amp.py
+                  tests/test_non_finite_policy.py tests/test_existing_basicsr_project.py tests/test_compat.py
+                  tests/test_process_group_backend.py tests/models" ;;
+  *) echo "unknown package: $PACKAGE (losses|metrics|data|models|archs|trainer)" >&2; exit 2 ;;
 esac
 
 [ "${MUTATION_FRESH:-0}" = 1 ] && rm -rf "$WORK"
@@ -52,14 +60,16 @@ rm -rf "$WORK/losses_plugin/archs"
 mv "$WORK/archs" "$WORK/losses_plugin/archs"
 
 SKIP="${SKIP:-} ${MUTATION_SKIP:-}"
-"$ROOT/.venv/bin/python" - "$WORK/setup.cfg" "$SOURCE" "$TESTS" "$SKIP" <<'EOF'
+"$ROOT/.venv/bin/python" - "$WORK/setup.cfg" "$SOURCE" "$TESTS" "$SKIP" "${ONLY:-}" <<'EOF'
 import configparser, sys
-path, source, tests, skip = sys.argv[1:]
+path, source, tests, skip, only = sys.argv[1:]
 cfg = configparser.ConfigParser()
 cfg.read(path)
 cfg['mutmut']['source_paths'] = source
 if skip.split():
     cfg['mutmut']['do_not_mutate'] = '\n' + '\n'.join(skip.split())
+if only.split():
+    cfg['mutmut']['only_mutate'] = '\n' + '\n'.join(only.split())
 cfg['mutmut']['pytest_add_cli_args_test_selection'] = '\n' + '\n'.join(tests.split())
 with open(path, 'w') as f:
     cfg.write(f)
