@@ -5,6 +5,7 @@ a few iterations follow the float32 loss curve within a stated tolerance; float1
 the training state and restored on resume.
 """
 import copy
+import logging
 import os
 import re
 from types import SimpleNamespace
@@ -354,3 +355,31 @@ def test_deterministic_must_be_a_flag(tmp_path):
     opt['train']['deterministic'] = 'yes'
     with pytest.raises(OptionError, match="^train.deterministic: expected true or false, got 'yes'$"):
         build_model(opt)
+
+
+def test_channels_last_lays_out_4d_buffers_too():
+    from losses_plugin.models.training_step import to_channels_last
+
+    net = torch.nn.Conv2d(3, 4, 3)
+    net.register_buffer('kernel', torch.rand(2, 3, 4, 5))
+    to_channels_last(net)
+    assert net.kernel.is_contiguous(memory_format=torch.channels_last) and not net.kernel.is_contiguous()
+
+
+def test_deterministic_says_what_it_turned_on(tmp_path, global_algorithm_settings):
+    messages = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger('basicsr')
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        opt = options(tmp_path, 'SRModel')
+        opt['train']['deterministic'] = True
+        one_step(opt)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert ('train.deterministic: cudnn.benchmark off, deterministic algorithms on (torch warns about an operation '
+            'that has none)') in messages

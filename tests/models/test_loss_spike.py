@@ -255,11 +255,11 @@ class ScriptedRun:
     """A real SRModel whose logged loss is scripted: each iteration steps for real (weights and Adam moments move),
     then ``log_dict`` says ``loss(i)``; the policy runs in ``update_learning_rate`` as in a training loop."""
 
-    def __init__(self, tmp_path, loss, **policy):
+    def __init__(self, tmp_path, loss, amp=None, **policy):
         from basicsr.models import build_model
         from test_amp import options
 
-        opt = options(tmp_path, 'SRModel')
+        opt = options(tmp_path, 'SRModel', amp)
         opt['train'].update(ema_decay=0.5, loss_spike=dict(POLICY, **policy))
         torch.manual_seed(0)
         self.model, self.loss = build_model(opt), loss
@@ -395,3 +395,80 @@ def test_the_policy_state_round_trips_through_a_training_state(tmp_path):
     assert [s[0] for s in b.snapshots] == [35]
     saved = b.snapshots[0][1]['networks']['net_g']
     assert all(torch.equal(saved[k], v) for k, v in run.weights[35].items())
+
+
+def test_the_restored_snapshot_is_the_newest_a_window_back_not_the_oldest_kept(tmp_path):
+    """Window 6, a snapshot every 3 (three kept): the spike is found at done = 42 with snapshots 33, 36 and 39;
+    36 = 42 - 6 is restored (33 is older than needed, 39 lies inside the window that holds the spike's start)."""
+    run = ScriptedRun(tmp_path, jump_at(40), window=6, snapshot_every=3)
+    run.run(1, 42)
+    assert [s[0] for s in run.policy.snapshots] == [33, 36, 39]
+    run.model.update_learning_rate(43)
+    assert run.policy.rewinds == 1 and run.holds(36) and [s[0] for s in run.policy.snapshots] == [33, 36]
+
+
+def test_without_a_snapshot_a_rewind_says_the_weights_stay_as_they_are(tmp_path):
+    """E.g. resumed from a checkpoint saved before the policy was switched on, spiking before its first snapshot."""
+    from conftest import basicsr_warnings
+
+    run = ScriptedRun(tmp_path, jump_at(40))
+    run.run(1, 42)
+    run.policy.snapshots = []
+    with basicsr_warnings() as warnings:
+        run.model.update_learning_rate(43)
+    assert run.holds(42) and run.policy.rewinds == 1
+    assert warnings[0].endswith('(train.loss_spike); no snapshot to restore yet, the weights are as the spike left '
+                                'them (rewind 1 of 3)')
+
+
+@pytest.mark.parametrize('lr_factor, lr_iters, lowered', [(1.0, 3, False), (0.5, 0, False), (0.5, 3, True)])
+def test_rates_are_lowered_only_by_a_factor_below_one_for_some_iterations(tmp_path, lr_factor, lr_iters, lowered):
+    from conftest import basicsr_warnings
+
+    run = ScriptedRun(tmp_path, jump_at(40), lr_factor=lr_factor, lr_iters=lr_iters)
+    run.run(1, 42)
+    with basicsr_warnings() as warnings:
+        run.model.update_learning_rate(43)
+    assert run.policy.lower_lr_until == (45 if lowered else 0)
+    assert warnings[0].endswith('; steps use 0.5 x the learning rates until iteration 45 (rewind 1 of 3)' if lowered
+                                else 'are not replayed (rewind 1 of 3)')
+
+
+def test_the_warning_names_the_watched_losses_and_a_mean_only_rank_0_knows():
+    from losses_plugin.models.loss_spike import LossSpikePolicy
+
+    policy = LossSpikePolicy.__new__(LossSpikePolicy)
+    policy.key = 'total'
+    assert policy._key_name({'l_total': 1.0, 'l_pix': 1.0}) == 'l_total'
+    assert policy._key_name({'l_style': 1.0, 'l_w': 1.0, 'l_pix': 1.0}) == 'l_pix + l_style'
+    policy.key = 'l_w'
+    assert policy._key_name({'l_w': 1.0}) == 'l_w'
+    assert LossSpikePolicy._number(None) == 'unknown (rank 0 decides)'
+    assert LossSpikePolicy._number(0.123456) == '0.1235'
+
+
+def test_a_rewind_under_float16_restores_the_gradscalers_and_says_so(tmp_path):
+    from conftest import basicsr_warnings
+
+    run = ScriptedRun(tmp_path, jump_at(40), amp='float16')
+    run.run(1, 42)
+    scaler = run.model.step_guard.scalers['net_g']
+    then = run.policy.snapshots[0][1]['scalers']['net_g']['scale']
+    scaler.update(1234.0)  # a scale the snapshot of 35 does not have
+    with basicsr_warnings() as warnings:
+        run.model.update_learning_rate(43)
+    assert scaler.get_scale() == then != 1234.0
+    assert 'restored net_g, net_g_ema, the optimiser states and GradScalers of iteration 35 (in memory)' in warnings[0]
+
+
+def test_a_policy_switched_off_on_resume_ignores_the_saved_policy_state(tmp_path):
+    from basicsr.models import build_model
+    from test_amp import options
+
+    run = ScriptedRun(tmp_path, jump_at(40))
+    run.run(1, 10)
+    state = run.model.step_guard.state_dict()
+    assert 'loss_spike' in state
+    plain = build_model(options(tmp_path, 'SRModel'))
+    plain.step_guard.load_state_dict(state)
+    assert plain.step_guard.loss_spike is None
