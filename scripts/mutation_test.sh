@@ -41,7 +41,7 @@ case "$PACKAGE" in
            ONLY="losses_plugin/train.py losses_plugin/resume.py losses_plugin/rng_state.py
                  losses_plugin/checkpoint_files.py losses_plugin/checkpoint_sets.py losses_plugin/compat.py"
            TESTS="tests/test_train_pipeline.py tests/test_checkpoint_sets.py tests/test_rng_state.py tests/test_amp.py
-                  tests/test_non_finite_policy.py tests/test_existing_basicsr_project.py tests/test_compat.py
+                  tests/test_non_finite_policy.py tests/test_existing_basicsr_project.py tests/test_compat.py tests/test_compat_patches.py
                   tests/test_process_group_backend.py tests/models" ;;
   *) echo "unknown package: $PACKAGE (losses|metrics|data|models|archs|trainer)" >&2; exit 2 ;;
 esac
