@@ -37,8 +37,8 @@ class MPRNet(nn.Module):
     (40/20/16 features) are its deraining ones.
 
     Args:
-        in_c, out_c (int): input and output channels; 3 (RGB) only, as the authors' supervised attention
-            modules are. Default: 3.
+        in_c (int): input channels; 3 (RGB) only, as the authors' supervised attention modules are. Default: 3.
+        out_c (int): output channels; 3 only, likewise. Default: 3.
         n_feat (int): features of the shallow extractors and the first U-Net level. Default: 96.
         scale_unetfeats (int): features added per U-Net level. Default: 48.
         scale_orsnetfeats (int): features ORSNet adds to n_feat. Default: 32.

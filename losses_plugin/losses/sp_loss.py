@@ -38,7 +38,8 @@ def blur_factor_map(pred, target, data_range=1.0):
     lap <= 0, e <= 0), else 0. Detached. Laplacian in units of ``data_range`` (BasicSR's [0, 1]).
 
     Args:
-        pred, target (Tensor): (N, C, H, W) or (N, T, C, H, W).
+        pred (Tensor): (N, C, H, W) or (N, T, C, H, W) output.
+        target (Tensor): ground truth, the shape of pred.
         data_range (float): the images' value range (1 for BasicSR, 255 for 0-255 pipelines).
     Returns:
         Tensor: m, the shape of pred, >= 0.

@@ -28,8 +28,10 @@ def weight_criterion(judge, w, sr, gt, eps=WC_EPS, reference=None):
         judge (Judge or callable): D(img, ref) -> (N,) distances; a
             :class:`~losses_plugin.losses.tlw_judge.Judge` shares the gt's side between all images.
         w (Tensor): (N, C, H, W) or (T, N, C, H, W) weights in [0, 1].
-        sr, gt (Tensor): (N, C, H, W).
-        reference: ``judge.reference(gt)`` when the caller already has it (TLWModel: once per batch).
+        sr (Tensor): (N, C, H, W) SR output.
+        gt (Tensor): (N, C, H, W) ground truth.
+        eps (float): eq. (4)'s epsilon. Default: 1e-3.
+        reference (object, optional): ``judge.reference(gt)`` when the caller already has it (TLWModel: once per batch).
     Returns:
         Tensor: (N,) or (T, N); differentiable in w (and sr).
     """
