@@ -261,6 +261,15 @@ def script_parser(script):
     return _PARSERS[script]
 
 
+def exact(parser):
+    """No abbreviated options (argparse takes `--seed` for `--seeds`): the docs spell each option out."""
+    parser.allow_abbrev = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                exact(sub)
+
+
 def command_problem(tokens):
     """None when the command's program exists and its parser takes every argument, else why not."""
     program, args = program_and_args(tokens)
@@ -275,6 +284,7 @@ def command_problem(tokens):
         return f'{program} takes no options, got {args}' if any(a.startswith('-') for a in args) else None
     else:
         parser = script_parser(program)
+    exact(parser)
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
@@ -296,7 +306,7 @@ def test_the_command_check_fails_on_an_unknown_flag_a_missing_script_and_a_bad_c
         assert all(command_problem(v) is None for v in variants(shlex.split(good))), good
     for bad in ('basicsr train -opt x.yml --auto-resume', 'basicsr test -opt x.yml --auto_resume',
                 'python scripts/reproduce.py --paper tlw --scales demo', 'python scripts/reprodcue.py',
-                'basicsr train -opt x.yml --launcher mpi'):
+                'basicsr train -opt x.yml --launcher mpi', 'python scripts/reproduce.py --paper tlw --seed 2'):
         assert any(command_problem(v) for v in variants(shlex.split(bad))), bad
 
 
