@@ -341,3 +341,69 @@ def test_the_readmes_relative_links_point_to_files_that_exist():
     missing = [link for link in links if not link.startswith(('http://', 'https://'))
                and not (REPO / link.split('#')[0]).exists()]
     assert missing == []
+
+
+# ---- the papers' option tables -------------------------------------------------------------------------------
+
+PAGE_CLASSES = {'sploss': ['SPLoss'], 'asymmetric': ['AsymmetricLoss'],
+                'zhao': ['SSIMLoss', 'MSSSIMLoss', 'MSSSIML1Loss'], 'tlw': [], 'fgd': []}
+
+
+def option_defaults(owner):
+    """{option: default} of a registered loss or network, or of ``train.tlw`` (inspect.Parameter.empty: required)."""
+    import inspect
+
+    from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
+
+    if owner == 'train.tlw':
+        from losses_plugin.losses.tlw_loss import WC_EPS
+        from losses_plugin.models.tlw_model import K_SCHEDULE
+        return dict(K_SCHEDULE, wc_eps=WC_EPS, judge=None, iters_per_epoch=None)
+    cls = LOSS_REGISTRY.get(owner) if owner in LOSS_REGISTRY else ARCH_REGISTRY.get(owner)
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    return {p.name: p.default for p in parameters if p.name != 'self' and p.kind == p.POSITIONAL_OR_KEYWORD}
+
+
+def option_rows():
+    """(page, option, its owners, the documented default) of each row of a page's `| option | default |` tables."""
+    for page in PAGE_CLASSES:
+        table = False
+        for line in (REPO / 'docs' / 'papers' / f'{page}.md').read_text().split('\n'):
+            cells = [c.strip() for c in re.split(r'(?<!\\)\|', line)[1:-1]]
+            if cells[:2] == ['option', 'default']:
+                table = True
+            elif not cells:
+                table = False
+            elif table and not set(cells[0]) <= {'-', ' '}:
+                names = re.findall(r'`([^`]+)`', cells[0].split('(')[0])
+                owners = re.search(r'\(([^)]*)\)', cells[0])
+                owners = [o.strip() for o in owners.group(1).split(',')] if owners else PAGE_CLASSES[page]
+                defaults = [cells[1]] if len(names) == 1 else [d.strip() for d in cells[1].split(',')]
+                assert owners and len(defaults) == len(names), line
+                for name, default in zip(names, defaults):
+                    yield pytest.param(name, owners, default, id=f'{page}:{name}:{",".join(owners)}')
+
+
+@pytest.mark.parametrize('name, owners, documented', list(option_rows()))
+def test_each_option_in_the_papers_tables_exists_with_its_documented_default(name, owners, documented):
+    import inspect
+
+    value = None if documented == 'required' else yaml.safe_load(documented.replace('`', ''))
+    for owner in owners:
+        defaults = option_defaults(owner)
+        assert name in defaults, f'{owner} has no option {name!r}'
+        actual = defaults[name]
+        if documented == 'required':
+            assert actual is inspect.Parameter.empty, f'{owner}.{name} has a default, {actual!r}'
+        elif isinstance(value, str) and not isinstance(actual, str):
+            continue  # a default described in words or by a formula (`2*int(3.5*sigma + 0.5) + 1`)
+        elif actual is None and value in ({}, []):
+            continue  # None stands for no options
+        elif isinstance(actual, tuple):
+            assert list(actual) == value, (owner, name, actual)
+        elif actual is not None:
+            assert actual == value and type(actual) in (type(value), float), (owner, name, actual)
+
+
+def test_the_option_tables_are_read():
+    assert len(list(option_rows())) >= 40
