@@ -57,7 +57,8 @@ class SPLoss(PixelLoss):
         alpha (float): penalty factor for blurred pixels (eq. 3), >= 0. Default: 2.0 (the paper's).
         base (str): 'l1' (the paper's) | 'mse' | 'charbonnier'. Default: 'l1'.
         data_range (float): range of the images (1.0 for BasicSR's [0, 1]). Default: 1.0.
-        loss_weight (float), reduction (str): see :class:`PixelLoss`.
+        loss_weight (float): multiplier, as BasicSR's. Default: 1.0.
+        reduction (str): 'none' | 'mean' | 'sum', as BasicSR's; 'mean' is a plain mean over elements. Default: 'mean'.
 
     Example:
         >>> loss = SPLoss(alpha=2.0)

@@ -86,7 +86,8 @@ class SSIMLoss(PixelLoss):
         window_size (int, optional): odd window width; default ``2*int(3.5*sigma + 0.5) + 1`` (11 at 1.5).
         data_range (float): image range, sets C1 = (0.01 R)^2 and C2 = (0.03 R)^2. Default: 1.0.
         padding (str): 'valid' (only where the window fits, as the paper) | 'reflect' | 'zero'. Default: 'valid'.
-        loss_weight (float), reduction (str): see :class:`PixelLoss`; 'none' returns the 1 - SSIM map.
+        loss_weight (float): multiplier, as BasicSR's. Default: 1.0.
+        reduction (str): 'none' (the 1 - SSIM map) | 'mean' | 'sum'. Default: 'mean'.
     """
 
     def __init__(self, sigma=1.5, window_size=None, data_range=1.0, padding='valid', loss_weight=1.0,

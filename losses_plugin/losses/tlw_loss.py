@@ -79,8 +79,11 @@ class TLWLoss(nn.Module):
         return w / (error.abs() + self.mse_offset) if self.base == 'mse' else w
 
     def forward(self, pred, target, weights=None, wc=None):
-        """Args:
-            pred, target (Tensor): (N, C, H, W).
+        """Eq. (13): the WC-weighted pixel loss of the T samples (``form``: normalised sum or log posterior).
+
+        Args:
+            pred (Tensor): (N, C, H, W) SR output.
+            target (Tensor): (N, C, H, W) ground truth.
             weights (Tensor): (T, N, C, H, W) sampled loss weights (detached inside).
             wc (Tensor): (T, N) their criteria (detached inside).
         """
