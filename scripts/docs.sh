@@ -27,6 +27,21 @@ mkdir -p "$STAGE"
 cp -r "$ROOT/losses_plugin" "$STAGE/losses_plugin"
 cp -r "$ROOT/archs" "$STAGE/losses_plugin/archs"
 find "$STAGE" -name __pycache__ -prune -exec rm -rf {} +
+# The docstrings cite other objects with Sphinx roles (:class:`OptionError`, :func:`losses_plugin.x.f`), which
+# mkdocstrings shows as typed. In the staged copy only, a role naming a full path becomes a link to that entry of
+# the reference (autorefs; an unknown path fails the strict build), any other role plain code.
+"$PY" - "$STAGE" <<'PYTHON'
+import pathlib, re, sys
+ROLE = re.compile(r':(?:class|func|meth|mod|data|attr|exc|obj):`(~?)([\w.]+)`')
+def markdown(m):
+    tilde, target = m.groups()
+    shown = target.rsplit('.', 1)[-1] if tilde else target
+    return f'[`{shown}`][{target}]' if target.startswith('losses_plugin.') else f'`{shown}`'
+for path in pathlib.Path(sys.argv[1]).rglob('*.py'):
+    text = path.read_text()
+    if ROLE.search(text):
+        path.write_text(ROLE.sub(markdown, text))
+PYTHON
 
 if [ "${1:-}" = serve ]; then
   exec "$PY" -m mkdocs serve
