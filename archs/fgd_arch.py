@@ -22,7 +22,9 @@ from losses_plugin.fgd_bins import anchor_of, bin_position, confine
 
 @ARCH_REGISTRY.register()
 class FGDNet(nn.Module):
-    """Args:
+    """Any SR backbone plus FGD's per-pixel bin head and Class-Module; the output is confined to the anchor area.
+
+    Args:
         backbone (dict): a registered SR architecture's options, e.g. ``{type: EDSR, ...}``.
         feature_module (str): the module whose input features the bin head reads. Default: 'conv_last'.
         num_bins (int): K. Default: 32.

@@ -38,8 +38,15 @@ class HAT(SpandrelHAT):
         upsampler (str): 'pixelshuffle' (the only one the authors' SR models use). Default: 'pixelshuffle'.
         resi_connection (str): '1conv' | 'identity'. Default: '1conv'.
         num_feat (int): width of the upsampler (HR features). Default: 64.
-        patch_size, qkv_bias, qk_scale, drop_rate, attn_drop_rate, drop_path_rate, ape, patch_norm,
-        use_checkpoint: as the authors' (defaults 1, True, None, 0, 0, 0.1, False, True, False).
+        patch_size (int): patch-embedding size, as the authors'. Default: 1.
+        qkv_bias (bool): biases of the query, key and value projections. Default: True.
+        qk_scale (float, optional): attention scale; None: head_dim ** -0.5. Default: None.
+        drop_rate (float): dropout after the patch embedding. Default: 0.
+        attn_drop_rate (float): attention dropout. Default: 0.
+        drop_path_rate (float): stochastic-depth rate. Default: 0.1.
+        ape (bool): absolute position embedding. Default: False.
+        patch_norm (bool): normalise after the patch embedding. Default: True.
+        use_checkpoint (bool): gradient checkpointing. Default: False.
     """
 
     def __init__(self, upscale=4, in_chans=3, img_size=64, window_size=16, compress_ratio=3, squeeze_factor=30,

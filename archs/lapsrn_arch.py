@@ -32,7 +32,9 @@ def upsampler(channels_in, channels_out, factor):
 
 @ARCH_REGISTRY.register()
 class LapSRN(nn.Module):
-    """Args:
+    """LapSRN (Lai et al.), the FGD paper's baseline: progressive x2 levels (one x3 level for x3).
+
+    Args:
         num_in_ch (int): 3 (RGB) or 1 (Y). Default: 3.
         num_out_ch (int): output channels. Default: 3.
         num_feat (int): width. Default: 64.

@@ -29,16 +29,16 @@ class MPRNet(nn.Module):
 
     ``forward(x)`` -> the final (stage 3) image: what BasicSR's validation, testing and EMA see.
     ``forward(x, return_stages=True)`` -> ``[stage 3, stage 2, stage 1]`` images, final first as MPRNet
-    returns them; each is supervised in training (:class:`losses_plugin.models.stage_supervised_model.
-    StageSupervisedModel`). Inputs whose sides are not multiples of 8 are padded by reflection to the next
+    returns them; each is supervised in training
+    (:class:`~losses_plugin.models.stage_supervised_model.StageSupervisedModel`). Inputs whose sides are not multiples of 8 are padded by reflection to the next
     multiple (as the authors' demo does) and every output is cropped back; sides under 8 are refused.
 
     Defaults are the authors' deblurring configuration (``Deblurring/MPRNet.py``); spandrel's own defaults
     (40/20/16 features) are its deraining ones.
 
     Args:
-        in_c, out_c (int): input and output channels; 3 (RGB) only, as the authors' supervised attention
-            modules are. Default: 3.
+        in_c (int): input channels; 3 (RGB) only, as the authors' supervised attention modules are. Default: 3.
+        out_c (int): output channels; 3 only, likewise. Default: 3.
         n_feat (int): features of the shallow extractors and the first U-Net level. Default: 96.
         scale_unetfeats (int): features added per U-Net level. Default: 48.
         scale_orsnetfeats (int): features ORSNet adds to n_feat. Default: 32.
@@ -71,11 +71,14 @@ class MPRNet(nn.Module):
         self._stages = SpandrelMPRNet.forward
 
     def forward(self, x, return_stages=False):
-        """Args:
+        """The deblurred image, or every stage's.
+
+        Args:
             x (Tensor): (N, in_c, H, W) blurred images, H and W >= 8.
             return_stages (bool): all stage outputs instead of the final image.
+
         Returns:
-            Tensor (N, out_c, H, W), or list of three such tensors (stage 3, stage 2, stage 1).
+            Tensor or list[Tensor]: (N, out_c, H, W), or three such tensors (stage 3, stage 2, stage 1).
         """
         h, w = x.shape[-2:]
         if h < MULTIPLE or w < MULTIPLE:

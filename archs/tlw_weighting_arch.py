@@ -72,8 +72,12 @@ class TLWWeightingNet(nn.Module):
         self.fixed_sum.set_k(k)
 
     def forward(self, gt, sr):
-        """Args:
-            gt, sr (Tensor): (N, C, H, W) reference and SR output (detach sr: only phi is trained here).
+        """Bernoulli means of the weights (eq. 5: FixedSum, then squashed into [0.0005, 0.9995]).
+
+        Args:
+            gt (Tensor): (N, C, H, W) reference.
+            sr (Tensor): (N, C, H, W) SR output (detach it: only phi is trained here).
+
         Returns:
             Tensor: (N, C, H, W) Bernoulli means in [0.0005, 0.9995].
         """

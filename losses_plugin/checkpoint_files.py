@@ -100,7 +100,7 @@ def write_temporary(obj, path: str) -> tuple:
     """The first half of :func:`save`: ``torch.save`` into a temporary file beside ``path``, not yet fsynced.
 
     Args:
-        obj: What to save (anything ``torch.save`` takes).
+        obj (object): What to save (anything ``torch.save`` takes).
         path (str): The file the temporary one will become (:func:`publish`).
 
     Returns:
@@ -155,7 +155,7 @@ def save(obj, path: str) -> dict:
     """``torch.save(obj, path)``, atomically and durably.
 
     Args:
-        obj: What to save (anything ``torch.save`` takes).
+        obj (object): What to save (anything ``torch.save`` takes).
         path (str): The file to write; a file already there is replaced only once the new one is complete.
 
     Returns:

@@ -57,7 +57,7 @@ def load_state(path: str, map_location='cpu') -> dict:
 
     Args:
         path (str): The file.
-        map_location: Where its tensors go (``torch.load``'s argument).
+        map_location (str or torch.device): Where its tensors go (``torch.load``'s argument).
     """
     with torch.serialization.safe_globals([collections.Counter]):
         return torch.load(path, map_location=map_location, weights_only=True)
@@ -91,7 +91,7 @@ def check_set(state_path: str, map_location='cpu', checksum: bool = True):
 
     Args:
         state_path (str): The ``N.state`` file.
-        map_location: Where the state's tensors go.
+        map_location (str or torch.device): Where the state's tensors go.
         checksum (bool): Compare each file's CRC-32, not only its size.
 
     Returns:
@@ -132,12 +132,12 @@ def newest_complete_set(state_folder: str, map_location='cpu', below=None):
 
     Args:
         state_folder (str): The folder.
-        map_location: Where the chosen state's tensors go.
+        map_location (str or torch.device): Where the chosen state's tensors go.
         below (int, optional): Only sets of earlier iterations.
 
     Returns:
         tuple: (its state file or None, its state or None, ``[(iteration, file, why), ...]`` for the newer sets'
-        files that keep them from counting).
+            files that keep them from counting).
     """
     root = os.path.dirname(os.path.abspath(state_folder))
     files = set_files(root)
@@ -200,7 +200,7 @@ class SetWriter:
 
         Args:
             current_iter (int): The iteration.
-            obj: What to save.
+            obj (object): What to save.
             path (str): Where.
         """
         try:

@@ -201,7 +201,7 @@ def train_pipeline(root_path):
     """Trains as ``basicsr.train.train_pipeline`` does; experiments go under ``root_path``.
 
     Returns:
-        The trained BasicSR model.
+        BaseModel: the trained BasicSR model.
     """
     opt, args = parse_options(root_path, is_train=True)
     opt['root_path'] = root_path

@@ -61,7 +61,8 @@ def loss_panel(gt, output, loss):
     """GT | output | |error| | weight map, as one BGR uint8 image.
 
     Args:
-        gt, output (Tensor): (C, H, W) in [0, 1].
+        gt (Tensor): (C, H, W) in [0, 1].
+        output (Tensor): (C, H, W) in [0, 1].
         loss (nn.Module): a loss with ``weight_map(pred, target)``.
     """
     gt4, out4 = gt[None].float(), output[None].float()

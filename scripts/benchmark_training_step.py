@@ -318,7 +318,7 @@ def write_markdown(path, tables, png):
     picture = f'![step and loss ratios]({os.path.basename(png)})\n\n' if png else ''
     with open(path, 'w') as f:
         f.write('# Benchmarks\n\nWritten by `python scripts/benchmark_training_step.py --markdown ' + path +
-                (f' --png {png}' if png else '') + '`; see the README\'s "Speed" section for what the numbers mean '
+                (f' --png {png}' if png else '') + '`; see docs/speed.md for what the numbers mean '
                 'and the targets they are held to.\n\n' + picture + tables + '\n')
 
 

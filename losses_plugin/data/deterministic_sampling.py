@@ -24,7 +24,10 @@ class ResumableEnlargedSampler(EnlargedSampler):
     """``EnlargedSampler`` that yields ``(epoch, position)`` keys and can skip an epoch's first samples.
 
     Args:
-        dataset, num_replicas, rank, ratio: as ``EnlargedSampler``.
+        dataset (Dataset): as ``EnlargedSampler``.
+        num_replicas (int): the world size.
+        rank (int): this process's rank.
+        ratio (int): the dataset enlarge ratio. Default: 1.
     """
 
     def __init__(self, dataset, num_replicas, rank, ratio=1):

@@ -108,7 +108,8 @@ class AsymmetricLoss(PixelLoss):
         apply (str): 'loss' (eq. 5) | 'io' (Table 1: weight output and label). Default: 'loss'.
         normalize (bool): min-max normalise the grey image (eq. 1). Default: True.
         per_channel (bool): mask per channel instead of from the BT.601 grey image. Default: False.
-        loss_weight (float), reduction (str): see :class:`PixelLoss`.
+        loss_weight (float): multiplier, as BasicSR's. Default: 1.0.
+        reduction (str): 'none' | 'mean' | 'sum', as BasicSR's; 'mean' is a plain mean over elements. Default: 'mean'.
 
     Example:
         >>> loss = AsymmetricLoss(base='mse')

@@ -56,8 +56,11 @@ class EdgeLoss(nn.Module):
         self.eps, self.loss_weight, self.reduction = eps, loss_weight, reduction
 
     def forward(self, pred, target):
-        """Args:
-            pred, target (Tensor): (N, C, H, W) or (N, T, C, H, W), BasicSR's [0, 1] range.
+        """Charbonnier distance between the Laplacians of ``pred`` and ``target``, times ``loss_weight``.
+
+        Args:
+            pred (Tensor): (N, C, H, W) or (N, T, C, H, W), BasicSR's [0, 1] range.
+            target (Tensor): ground truth, the shape of pred.
         """
         check_inputs('EdgeLoss', pred, target)
         shape = pred.shape

@@ -33,7 +33,9 @@ def average_loss(probs):
 
 @LOSS_REGISTRY.register()
 class FineGrainedDynamicLoss(nn.Module):
-    """Args:
+    """Eq. (6), ``L_r + mean(alpha L_c1 + beta L_c2)``, plus the optional average loss and ``sr_weight`` L1.
+
+    Args:
         alpha (float): weight of the bin classification L_c1. Default: 0.1.
         beta (float): weight of the area classification L_c2. Default: 0.01.
         average_weight (float): weight of ClassSR's average loss (0: off). Default: 0.

@@ -17,7 +17,8 @@ class MSSSIML1Loss(PixelLoss):
         sigmas (list[float]): the multi-sigma MS-SSIM's Gaussians. Default: (0.5, 1, 2, 4, 8).
         data_range (float): image range (C1, C2). Default: 1.0.
         padding (str): 'valid' (the paper) | 'reflect' | 'zero' (kornia's). Default: 'valid'.
-        loss_weight (float), reduction (str): see :class:`PixelLoss`.
+        loss_weight (float): multiplier, as BasicSR's. Default: 1.0.
+        reduction (str): 'none' | 'mean' | 'sum', as BasicSR's; 'mean' is a plain mean over elements. Default: 'mean'.
     """
 
     def __init__(self, alpha=0.84, sigmas=PAPER_SIGMAS, data_range=1.0, padding='valid', loss_weight=1.0,

@@ -80,8 +80,9 @@ class MSSSIMLoss(PixelLoss):
         sigmas (list[float]): the Gaussians of mode 'sigmas'. Default: (0.5, 1, 2, 4, 8).
         data_range (float): image range (C1, C2). Default: 1.0.
         padding (str): mode 'sigmas' only: 'valid' | 'reflect' | 'zero'. Default: 'valid'.
-        loss_weight (float), reduction (str): see :class:`PixelLoss`; 'none' returns the 1 - MS-SSIM
-            map (mode 'sigmas') or (N, C, 1, 1) values (mode 'pyramid').
+        loss_weight (float): multiplier, as BasicSR's. Default: 1.0.
+        reduction (str): 'none' (the 1 - MS-SSIM map in mode 'sigmas', (N, C, 1, 1) values in mode
+            'pyramid') | 'mean' | 'sum'. Default: 'mean'.
     """
 
     def __init__(self, mode='sigmas', sigmas=PAPER_SIGMAS, data_range=1.0, padding='valid', loss_weight=1.0,

@@ -77,7 +77,9 @@ class PixelLoss(nn.Module):
         raise NotImplementedError
 
     def forward(self, pred, target, weight=None, **kwargs):
-        """Args:
+        """``loss_weight`` x the reduced loss map (a plain mean over elements for ``mean``).
+
+        Args:
             pred (Tensor): (N, C, H, W) or (N, T, C, H, W), BasicSR's [0, 1] range.
             target (Tensor): same shape as pred.
             weight (Tensor, optional): element-wise weights broadcast to pred's shape; the mean

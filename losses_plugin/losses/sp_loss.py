@@ -38,7 +38,8 @@ def blur_factor_map(pred, target, data_range=1.0):
     lap <= 0, e <= 0), else 0. Detached. Laplacian in units of ``data_range`` (BasicSR's [0, 1]).
 
     Args:
-        pred, target (Tensor): (N, C, H, W) or (N, T, C, H, W).
+        pred (Tensor): (N, C, H, W) or (N, T, C, H, W) output.
+        target (Tensor): ground truth, the shape of pred.
         data_range (float): the images' value range (1 for BasicSR, 255 for 0-255 pipelines).
     Returns:
         Tensor: m, the shape of pred, >= 0.
@@ -56,7 +57,8 @@ class SPLoss(PixelLoss):
         alpha (float): penalty factor for blurred pixels (eq. 3), >= 0. Default: 2.0 (the paper's).
         base (str): 'l1' (the paper's) | 'mse' | 'charbonnier'. Default: 'l1'.
         data_range (float): range of the images (1.0 for BasicSR's [0, 1]). Default: 1.0.
-        loss_weight (float), reduction (str): see :class:`PixelLoss`.
+        loss_weight (float): multiplier, as BasicSR's. Default: 1.0.
+        reduction (str): 'none' | 'mean' | 'sum', as BasicSR's; 'mean' is a plain mean over elements. Default: 'mean'.
 
     Example:
         >>> loss = SPLoss(alpha=2.0)

@@ -20,9 +20,14 @@ def luminance_and_contrast_structure(pred, target, sigmas, radius, data_range=1.
     two where only ``pred`` needs gradients: the backward pass then filters three moments, not five).
 
     Args:
-        pred, target (Tensor): (N, C, H, W).
+        pred (Tensor): (N, C, H, W) output.
+        target (Tensor): (N, C, H, W) ground truth.
+        sigmas (Sequence[float]): the Gaussians' standard deviations.
+        radius (int): the windows' radius (one support for every sigma).
+        data_range (float): R of C1 = (0.01 R)^2, C2 = (0.03 R)^2. Default: 1.
+        padding (str): 'valid' | 'reflect' | 'zero'. Default: 'valid'.
     Returns:
-        (Tensor, Tensor): l and cs, each (N, C, K, H', W') for the K sigmas.
+        tuple[Tensor, Tensor]: l and cs, each (N, C, K, H', W') for the K sigmas.
     """
     if pred.requires_grad and not target.requires_grad and filters_by_matmul(pred.shape[-2:], radius, padding):
         # a loss with wide windows: the target's moments need no backward pass, which saves more than the
@@ -81,7 +86,8 @@ class SSIMLoss(PixelLoss):
         window_size (int, optional): odd window width; default ``2*int(3.5*sigma + 0.5) + 1`` (11 at 1.5).
         data_range (float): image range, sets C1 = (0.01 R)^2 and C2 = (0.03 R)^2. Default: 1.0.
         padding (str): 'valid' (only where the window fits, as the paper) | 'reflect' | 'zero'. Default: 'valid'.
-        loss_weight (float), reduction (str): see :class:`PixelLoss`; 'none' returns the 1 - SSIM map.
+        loss_weight (float): multiplier, as BasicSR's. Default: 1.0.
+        reduction (str): 'none' (the 1 - SSIM map) | 'mean' | 'sum'. Default: 'mean'.
     """
 
     def __init__(self, sigma=1.5, window_size=None, data_range=1.0, padding='valid', loss_weight=1.0,

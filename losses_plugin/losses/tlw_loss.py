@@ -28,8 +28,10 @@ def weight_criterion(judge, w, sr, gt, eps=WC_EPS, reference=None):
         judge (Judge or callable): D(img, ref) -> (N,) distances; a
             :class:`~losses_plugin.losses.tlw_judge.Judge` shares the gt's side between all images.
         w (Tensor): (N, C, H, W) or (T, N, C, H, W) weights in [0, 1].
-        sr, gt (Tensor): (N, C, H, W).
-        reference: ``judge.reference(gt)`` when the caller already has it (TLWModel: once per batch).
+        sr (Tensor): (N, C, H, W) SR output.
+        gt (Tensor): (N, C, H, W) ground truth.
+        eps (float): eq. (4)'s epsilon. Default: 1e-3.
+        reference (object, optional): ``judge.reference(gt)`` when the caller already has it (TLWModel: once per batch).
     Returns:
         Tensor: (N,) or (T, N); differentiable in w (and sr).
     """
@@ -77,8 +79,11 @@ class TLWLoss(nn.Module):
         return w / (error.abs() + self.mse_offset) if self.base == 'mse' else w
 
     def forward(self, pred, target, weights=None, wc=None):
-        """Args:
-            pred, target (Tensor): (N, C, H, W).
+        """Eq. (13): the WC-weighted pixel loss of the T samples (``form``: normalised sum or log posterior).
+
+        Args:
+            pred (Tensor): (N, C, H, W) SR output.
+            target (Tensor): (N, C, H, W) ground truth.
             weights (Tensor): (T, N, C, H, W) sampled loss weights (detached inside).
             wc (Tensor): (T, N) their criteria (detached inside).
         """

@@ -25,7 +25,10 @@ def udl_weights(s):
 
 @LOSS_REGISTRY.register()
 class UDLLoss(nn.Module):
-    """Args:
+    """Uncertainty-driven loss (Ning et al.): stage ``esu`` ``mean(exp(-s)|e|) + 2 mean(s)``, stage ``udl``
+    ``mean((s - min s + 1)|e|)``.
+
+    Args:
         stage (str): 'esu' | 'udl'; UDLModel reads it to decide where s comes from. Default: 'esu'.
         loss_weight (float): multiplier. Default: 1.0.
     """
@@ -37,8 +40,11 @@ class UDLLoss(nn.Module):
         self.stage, self.loss_weight = stage, loss_weight
 
     def forward(self, pred, target, s=None):
-        """Args:
-            pred, target (Tensor): (N, C, H, W).
+        """The loss of the stage, from the uncertainty ``s`` that UDLModel gives it.
+
+        Args:
+            pred (Tensor): (N, C, H, W) output.
+            target (Tensor): (N, C, H, W) ground truth.
             s (Tensor): (N, C or 1, H, W) log-uncertainty (trained in stage esu, constant in stage udl).
         """
         if s is None:

@@ -10,8 +10,10 @@ def calculate_rmse(img, img2, crop_border, input_order='HWC', test_y_channel=Fal
     """Root-mean-square error on the 0-255 scale, as BasicSR's ``calculate_psnr`` takes images.
 
     Args:
-        img, img2 (ndarray): images in [0, 255], HWC or CHW (``input_order``).
+        img (ndarray): image in [0, 255], HWC or CHW (``input_order``).
+        img2 (ndarray): the other image, likewise.
         crop_border (int): pixels cropped on each border first.
+        input_order (str): 'HWC' or 'CHW'. Default: 'HWC'.
         test_y_channel (bool): compare the Y channel of YCbCr only.
     Returns:
         float: ``sqrt(mean((img - img2)^2))``.

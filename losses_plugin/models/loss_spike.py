@@ -123,7 +123,7 @@ class LossSpikePolicy:
     (the step guard calls it from ``update_learning_rate``, in BasicSR's own loop too).
 
     Args:
-        model: a BasicSR model with a step guard.
+        model (SRModel): a BasicSR model with a step guard.
         opt (dict): the ``train.loss_spike`` options.
     """
 

@@ -174,7 +174,7 @@ class StepGuard:
     """Backward, gradient check and clipping, and the optimiser step, for one model.
 
     Args:
-        model: a BasicSR model (reads ``opt['train']``, ``optimizers``, ``schedulers``, ``device``).
+        model (SRModel): a BasicSR model (reads ``opt['train']``, ``optimizers``, ``schedulers``, ``device``).
     """
 
     def __init__(self, model):

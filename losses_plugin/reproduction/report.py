@@ -11,7 +11,7 @@ SCALE_NOTES = {
     'demo': 'At demo scale (600 CPU iterations, two small validation images) our numbers are not comparable with '
             'the paper\'s in value, only in direction.',
     'full': 'At full scale values compare with the paper\'s where the training data, test set and metric settings '
-            'are the paper\'s (each paper\'s README section says where they differ).',
+            'are the paper\'s (each paper\'s page in docs/papers/ says where they differ).',
 }
 LOWER_IS_BETTER = {'niqe', 'rmse', 'gmsd', 'l1_1000', 'l2_1000', 'lpips'}
 
