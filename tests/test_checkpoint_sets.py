@@ -246,3 +246,23 @@ def test_the_file_is_fsynced_before_the_rename_and_the_folder_after(tmp_path, mo
     checkpoint_files.save({'a': 1}, str(tmp_path / 'x.pth'))
     temporary = f'x.pth.partial-{os.getpid()}'
     assert events == [('fsync', str(tmp_path / temporary)), ('replace', temporary, 'x.pth'), ('fsync', str(tmp_path))]
+
+
+def test_a_state_that_lists_no_files_leaves_basicsrs_network_paths(tmp_path):
+    """A training state written before checkpoint sets (plain BasicSR) lists no files: check_resume's paths stay."""
+    root, opt = experiment(tmp_path)
+    opt['path']['pretrain_network_g'] = 'models/net_g_4.pth as check_resume set it'
+    follow_set(opt, str(root / 'training_states' / '4.state'), {'epoch': 0, 'iter': 4})
+    assert opt['path']['pretrain_network_g'] == 'models/net_g_4.pth as check_resume set it'
+
+
+@pytest.mark.parametrize('iteration, later', [
+    (0, '; the checkpoint of this iteration will not count; training goes on'), (-1, '')])
+def test_a_storage_error_is_recorded_and_warned_about_once(tmp_path, caplog, iteration, later):
+    writer = checkpoint_sets.SetWriter(str(tmp_path))
+    writer._storage_error(iteration, 'the/file.pth', OSError(errno.EROFS, 'Read-only file system'))
+    assert writer.failed[iteration] == ['the/file.pth: Read-only file system']
+    assert [r.getMessage() for r in caplog.records] == [
+        f'Could not save the/file.pth: [Errno {errno.EROFS}] Read-only file system{later}.']
+    with pytest.raises(OSError, match='Permission denied'):  # not a full or failing disk: a real bug
+        writer._storage_error(iteration, 'the/file.pth', OSError(errno.EACCES, 'Permission denied'))

@@ -54,3 +54,17 @@ def test_the_cpu_generators_are_restored_too(cuda_generators):
     torch.rand(5)
     rng_state.restore(state)
     assert torch.equal(torch.rand(3), expected)
+
+
+class NotATensor:
+    pass
+
+
+def test_saved_states_load_with_weights_only(tmp_path):
+    """The file holds tensors and plain values only; anything else is refused, not unpickled."""
+    import pickle
+
+    opt = {'path': {'training_states': str(tmp_path)}, 'world_size': 1, 'rank': 0}
+    torch.save({'ranks': [NotATensor()], 'iters_per_epoch': 6}, rng_state.rng_state_path(opt, 2))
+    with pytest.raises(pickle.UnpicklingError):
+        rng_state.load(opt, 2)
