@@ -96,10 +96,10 @@ def training_log(experiment_dir):
 
 
 @contextlib.contextmanager
-def basicsr_warnings():
-    """The messages of the warnings BasicSR's root logger ('basicsr') emits inside the block."""
+def basicsr_messages(level=logging.INFO):
+    """The messages BasicSR's root logger ('basicsr') emits at ``level`` and above inside the block."""
     messages = []
-    handler = logging.Handler(logging.WARNING)
+    handler = logging.Handler(level)
     handler.emit = lambda record: messages.append(record.getMessage())
     logger = logging.getLogger('basicsr')
     logger.addHandler(handler)
@@ -107,3 +107,8 @@ def basicsr_warnings():
         yield messages
     finally:
         logger.removeHandler(handler)
+
+
+def basicsr_warnings():
+    """The messages of the warnings BasicSR's root logger ('basicsr') emits inside the block."""
+    return basicsr_messages(logging.WARNING)

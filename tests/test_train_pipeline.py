@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from conftest import tiny_options, write_options
+from conftest import basicsr_messages, tiny_options, write_options
 
 from losses_plugin import checkpoint_files, checkpoint_sets, train
 from losses_plugin.checks import OptionError
@@ -20,13 +20,8 @@ from losses_plugin.models.loss_spike import LossSpikeStop
 @pytest.fixture
 def info_lines():
     """The messages BasicSR's root logger emits at INFO and above during the test."""
-    messages = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = lambda record: messages.append(record.getMessage())
-    logger = logging.getLogger('basicsr')
-    logger.addHandler(handler)
-    yield messages
-    logger.removeHandler(handler)
+    with basicsr_messages() as messages:
+        yield messages
 
 
 def run(tmp_path, monkeypatch, opt, *args):
