@@ -61,8 +61,13 @@ def save(opt, current_iter, iters_per_epoch):
 
 
 def load(opt, current_iter):
-    """This rank's saved states and the epoch length they were saved with; None if absent."""
-    path = rng_state_path(opt, current_iter)
+    """This rank's saved states and the epoch length they were saved with; None if absent.
+
+    They are read beside the state the run resumes from (``path.resume_state``, which ``--auto_resume`` sets too):
+    a state of another experiment's folder has its generators there, not in this run's ``training_states``.
+    """
+    folder = os.path.dirname(opt['path'].get('resume_state') or rng_state_path(opt, current_iter))
+    path = os.path.join(folder, f'{current_iter}_rng.pth')
     if not os.path.isfile(path):
         return None
     saved = torch.load(path, weights_only=True)

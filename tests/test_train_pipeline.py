@@ -75,6 +75,21 @@ def test_resume_at_an_epoch_boundary_is_bit_exact(demo_data, tmp_path, monkeypat
     assert_same(weights(tmp_path, 'resumed'), weights(tmp_path, 'straight'))
 
 
+def test_resume_from_another_experiments_state_reads_its_generators_there(demo_data, tmp_path, monkeypatch, info_lines):
+    """``path.resume_state`` naming a state of another experiment folder (e.g. copied from another cluster): its
+    networks and generators come from there. (BasicSR makes no folders for a run that resumes: they exist.)"""
+    run(tmp_path, monkeypatch, options(demo_data, 'straight', 9))
+    run(tmp_path, monkeypatch, options(demo_data, 'first', 4, save_checkpoint_freq=4))
+    for folder in ('models', 'training_states', 'visualization'):
+        (tmp_path / 'experiments' / 'second' / folder).mkdir(parents=True)
+    second = options(demo_data, 'second', 9)
+    second['path']['resume_state'] = str(tmp_path / 'experiments' / 'first' / 'training_states' / '4.state')
+    run(tmp_path, monkeypatch, second)
+    assert 'Resuming training from iter: 4.' in info_lines
+    assert not [line for line in info_lines if 'random-generator' in line]  # EDSR draws none: exact either way
+    assert_same(weights(tmp_path, 'second'), weights(tmp_path, 'straight'))
+
+
 def test_restoring_generators_warns_when_none_were_saved_or_the_epoch_length_changed(tmp_path):
     opt = {'path': {'training_states': str(tmp_path), 'experiments_root': str(tmp_path)}, 'dist': False,
            'rank': 0, 'world_size': 1}
