@@ -20,6 +20,7 @@ validation) with seven differences:
 BasicSR's own ``basicsr.train.train_pipeline`` keeps working after ``import losses_plugin``
 (on CPU too); it just lacks these seven.
 """
+import contextlib
 import datetime
 import hashlib
 import logging
@@ -197,6 +198,32 @@ def restore_random_state(opt, current_iter, iters_per_epoch, logger):
                        'now (batch size, world size or data changed): the sample order will not continue exactly.')
 
 
+@contextlib.contextmanager
+def held_log_records():
+    """Holds what BasicSR's logger says before its log file exists (e.g. which checkpoints ``--auto_resume`` stepped
+    over), for :func:`train_pipeline` to log once the file is open; printed to stderr if the run stops first.
+
+    Yields:
+        list: the held ``logging.LogRecord`` objects.
+    """
+    logger = logging.getLogger('basicsr')
+    held = []
+    if logger.handlers:  # set up already (BasicSR's own loop, a second run in one process): it logs as it goes
+        yield held
+        return
+    handler = logging.Handler()
+    handler.emit = held.append
+    logger.addHandler(handler)
+    try:
+        yield held
+    except BaseException:
+        for record in held:
+            logging.lastResort.handle(record)
+        raise
+    finally:
+        logger.removeHandler(handler)
+
+
 def train_pipeline(root_path):
     """Trains as ``basicsr.train.train_pipeline`` does; experiments go under ``root_path``.
 
@@ -210,7 +237,8 @@ def train_pipeline(root_path):
     set_random_seed(opt['manual_seed'] + opt['rank'])
     torch.backends.cudnn.benchmark = True
 
-    resume_state = load_resume_state(opt)
+    with held_log_records() as early:
+        resume_state = load_resume_state(opt)
     if resume_state is None:
         make_exp_dirs(opt)
         if opt['logger'].get('use_tb_logger') and 'debug' not in opt['name'] and opt['rank'] == 0:
@@ -219,6 +247,8 @@ def train_pipeline(root_path):
 
     log_file = os.path.join(opt['path']['log'], f"train_{opt['name']}_{get_time_str()}.log")
     logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO, log_file=log_file)
+    for record in early:
+        logger.handle(record)
     logger.info(get_env_info())
     logger.info(dict2str(opt))
     tb_logger = init_tb_loggers(opt)

@@ -119,9 +119,12 @@ def test_each_torn_file_resumes_from_the_previous_complete_set(demo_data, tmp_pa
                 f'the newest complete checkpoint there is {experiment}/training_states/4.state'), explicit.stderr
         resumed_from, stderr = resume(opt_file, tmp_path)
         assert resumed_from == 4, stderr[-3000:]
-        stepped = re.findall(r'^--auto_resume steps over the checkpoint of iteration 8: (\S+) ', stderr, re.M)
-        assert stepped == [str(path)], stderr[-3000:]
-        assert '--auto_resume removed experiments/torn/training_states/8.state.partial-4242' in stderr
+        # on the console and, although said before the log file is opened, in the log file too
+        newest_log = sorted(experiment.glob('train_*.log'))[-1].read_text()
+        for text in (stderr, newest_log):
+            stepped = re.findall(r'WARNING: --auto_resume steps over the checkpoint of iteration 8: (\S+) ', text)
+            assert stepped == [str(path)], text[-3000:]
+            assert 'WARNING: --auto_resume removed experiments/torn/training_states/8.state.partial-4242' in text
         assert_identical(experiment, uninterrupted())
 
 

@@ -343,3 +343,20 @@ def test_ranks_are_compared_per_network_and_kind(monkeypatch):
     assert lines[2] == ("net_d buffers (e.g. BatchNorm running statistics) differ between ranks, as each rank "
                         "updates them in its last forward pass; the checkpoint holds rank 0's")
     assert len(lines) == 3
+
+
+def test_what_is_said_before_the_log_file_exists_is_held_or_printed_if_the_run_stops(monkeypatch, capsys):
+    logger = logging.getLogger('basicsr')
+    monkeypatch.setattr(logger, 'handlers', [])  # as in a fresh `basicsr train` process
+    with train.held_log_records() as held:
+        logger.warning('--auto_resume steps over the checkpoint of iteration 8')
+    assert [r.getMessage() for r in held] == ['--auto_resume steps over the checkpoint of iteration 8']
+    assert capsys.readouterr().err == '' and logger.handlers == []
+    with pytest.raises(OptionError), train.held_log_records():
+        logger.warning('--auto_resume removed a temporary file')
+        raise OptionError('path.resume_state: ...')
+    assert capsys.readouterr().err == '--auto_resume removed a temporary file\n' and logger.handlers == []
+    monkeypatch.setattr(logger, 'handlers', [logging.NullHandler()])
+    with train.held_log_records() as held:
+        logger.warning('logged as it goes')
+    assert held == []
