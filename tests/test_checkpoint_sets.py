@@ -266,3 +266,80 @@ def test_a_storage_error_is_recorded_and_warned_about_once(tmp_path, caplog, ite
         f'Could not save the/file.pth: [Errno {errno.EROFS}] Read-only file system{later}.']
     with pytest.raises(OSError, match='Permission denied'):  # not a full or failing disk: a real bug
         writer._storage_error(iteration, 'the/file.pth', OSError(errno.EACCES, 'Permission denied'))
+
+
+def test_the_record_of_a_file_read_in_several_chunks_is_its_whole_size_and_crc(tmp_path):
+    import zlib
+
+    data = bytes(range(256)) * ((1 << 24) // 256) + b'tail'  # 16 MiB and 4 bytes: two chunks
+    path = tmp_path / 'big.pth'
+    path.write_bytes(data)
+    assert checkpoint_files.record_of(str(path)) == {'size': len(data), 'crc32': zlib.crc32(data)}
+
+
+def test_a_file_is_checked_by_size_then_by_crc_unless_told_not_to(tmp_path):
+    path = tmp_path / 'net_g_4.pth'
+    path.write_bytes(b'abcd')
+    record = checkpoint_files.record_of(str(path))
+    assert checkpoint_sets.file_problem(str(path), record) is None
+    path.write_bytes(b'abce')  # the same size, other bytes
+    assert checkpoint_sets.file_problem(str(path), record) == 'differs from the file that was written (CRC-32)'
+    assert checkpoint_sets.file_problem(str(path), record, checksum=False) is None
+    path.write_bytes(b'abc')
+    assert checkpoint_sets.file_problem(str(path), record, checksum=False) == 'has 3 bytes, the set lists 4'
+    assert checkpoint_sets.file_problem(str(tmp_path / 'gone.pth'), record) == 'is missing'
+
+
+def test_a_set_is_checked_with_or_without_crcs(tmp_path):
+    root, opt = experiment(tmp_path)
+    save_set(checkpoint_sets.writer(opt), root, 4)
+    state_path = str(root / 'training_states' / '4.state')
+    network = root / 'models' / 'net_g_4.pth'
+    network.write_bytes(bytes(reversed(network.read_bytes())))  # same size
+    assert checkpoint_sets.check_set(state_path, checksum=False)[1] == []
+    assert checkpoint_sets.check_set(state_path)[1] == [
+        (str(network), 'differs from the file that was written (CRC-32)')]
+
+
+class NotAState:
+    pass
+
+
+def test_a_state_that_is_missing_foreign_or_not_a_state_is_named_so(tmp_path):
+    folder = tmp_path / 'experiments' / 'run' / 'training_states'
+    folder.mkdir(parents=True)
+    missing = str(folder / '4.state')
+    assert checkpoint_sets.check_set(missing) == (None, [(missing, 'is missing')])
+    for iteration, content in ((8, {'epoch': 0}), (12, [{'iter': 12}])):
+        torch.save(content, folder / f'{iteration}.state')
+        path = str(folder / f'{iteration}.state')
+        assert checkpoint_sets.check_set(path) == (None, [(path, 'is not a training state')])
+    torch.save({'iter': 16, 'pickled': NotAState()}, folder / '16.state')  # loads only unpickling code: refused
+    state, problems = checkpoint_sets.check_set(str(folder / '16.state'))
+    assert state is None and problems[0][1].startswith('cannot be loaded (UnpicklingError: Weights only load failed')
+    (folder / '20.state').write_bytes(b'')
+    assert checkpoint_sets.check_set(str(folder / '20.state'))[1][0][1].startswith('cannot be loaded (')
+
+
+def test_every_newer_incomplete_set_is_stepped_over_and_below_excludes_its_iteration(tmp_path):
+    root, opt = experiment(tmp_path)
+    writer = checkpoint_sets.writer(opt)
+    for iteration in (4, 8, 12, 16):
+        save_set(writer, root, iteration)
+    (root / 'training_states' / '16.state').unlink()  # networks without their state
+    torn = root / 'models' / 'net_w_12.pth'
+    torn.write_bytes(torn.read_bytes()[:10])
+    folder = str(root / 'training_states')
+    path, state, stepped = checkpoint_sets.newest_complete_set(folder)
+    assert path.endswith('/8.state') and state['iter'] == 8
+    assert [(i, os.path.basename(f)) for i, f, _ in stepped] == [
+        (16, '16_rng.pth'), (16, 'net_g_16.pth'), (16, 'net_w_16.pth'), (12, 'net_w_12.pth')]
+    assert checkpoint_sets.newest_complete_set(folder, below=8)[0].endswith('/4.state')
+    assert checkpoint_sets.newest_complete_set(folder, below=9)[0].endswith('/8.state')
+
+
+def test_removed_temporary_files_are_named_by_their_paths(tmp_path):
+    root, _ = experiment(tmp_path)
+    stray = root / 'models' / 'net_g_8.pth.partial-4242'
+    stray.write_bytes(b'cut short')
+    assert checkpoint_sets.remove_temporary_files(str(root)) == [str(stray)] and not stray.exists()

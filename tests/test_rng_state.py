@@ -68,3 +68,23 @@ def test_saved_states_load_with_weights_only(tmp_path):
     torch.save({'ranks': [NotATensor()], 'iters_per_epoch': 6}, rng_state.rng_state_path(opt, 2))
     with pytest.raises(pickle.UnpicklingError):
         rng_state.load(opt, 2)
+
+
+def test_under_torchrun_rank_0_writes_every_ranks_states(tmp_path, monkeypatch):
+    from losses_plugin import checkpoint_sets
+
+    others = {'python': 'rank 1', 'numpy': 'rank 1', 'torch': torch.zeros(1)}
+
+    def all_gather_object(gathered, mine):
+        assert gathered == [None, None] and set(mine) >= {'python', 'numpy', 'torch'}
+        gathered[:] = [mine, others]
+
+    monkeypatch.setattr(rng_state.dist, 'all_gather_object', all_gather_object)
+    opt = {'path': {'training_states': str(tmp_path), 'experiments_root': str(tmp_path)}, 'dist': True,
+           'world_size': 2, 'rank': 0}
+    rng_state.save(opt, 4, 6)
+    checkpoint_sets.writer(opt).wait()
+    saved = torch.load(tmp_path / '4_rng.pth', weights_only=False)
+    assert len(saved['ranks']) == 2 and saved['ranks'][1]['python'] == 'rank 1' and saved['iters_per_epoch'] == 6
+    opt['rank'] = 1
+    assert rng_state.load(opt, 4) == (saved['ranks'][1], 6)

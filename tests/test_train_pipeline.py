@@ -360,3 +360,22 @@ def test_what_is_said_before_the_log_file_exists_is_held_or_printed_if_the_run_s
     with train.held_log_records() as held:
         logger.warning('logged as it goes')
     assert held == []
+
+
+def test_a_rank_that_received_no_signal_stops_with_the_one_that_did(monkeypatch):
+    stop = train.StopSignals()
+    seen = []
+    monkeypatch.setattr(train, 'any_rank', lambda flag, device: seen.append((flag, device)) or True)
+    assert stop.agreed('the device') == signal.SIGTERM and seen == [(0, 'the device')]
+    stop.received = signal.SIGINT
+    assert stop.agreed('the device') == signal.SIGINT
+    monkeypatch.setattr(train, 'any_rank', lambda flag, device: False)
+    assert stop.agreed('the device') == 0
+
+
+def test_a_checkpoint_records_its_epoch_and_the_epoch_length(demo_data, tmp_path, monkeypatch):
+    run(tmp_path, monkeypatch, options(demo_data, 'epochs', 8, save_checkpoint_freq=8))
+    states = tmp_path / 'experiments' / 'epochs' / 'training_states'
+    state = torch.load(states / '8.state', map_location='cpu', weights_only=False)
+    assert (state['epoch'], state['iter']) == (1, 8)  # 6 iterations an epoch
+    assert torch.load(states / '8_rng.pth', weights_only=True)['iters_per_epoch'] == 6
