@@ -13,7 +13,7 @@
 # and a setup.cfg whose [mutmut] section is the repository's with this package's source_paths and
 # tests. mutmut writes its mutants and results under WORKSPACE/mutants/ and puts that folder first
 # on sys.path, so the tests import the mutated copy, not the editable install.
-# One worker, one OpenMP thread, nice $MUTATION_NICE (default 5): the machine is shared, but mutmut also
+# One worker (MUTATION_CHILDREN: more, on a machine with idle cores), one OpenMP thread, nice $MUTATION_NICE (default 5): the machine is shared, but mutmut also
 # stops a mutant's tests after half its CPU-time limit in wall time, so a starved worker (nice 19 beside
 # training runs) turns slow tests into timeouts. Mutants already tested in a
 # previous run of the same workspace keep their results; MUTATION_FRESH=1 starts over.
@@ -84,7 +84,7 @@ rm -rf "$WORK/demo_data"
 "$ROOT/.venv/bin/python" "$ROOT/scripts/make_demo_data.py" --out "$WORK/demo_data/demo" > /dev/null
 export LOSSES_PLUGIN_DEMO_DATA="$WORK/demo_data/demo"
 status=0
-nice -n "$NICE" "$MUTMUT" run --max-children 1 || status=$?
+nice -n "$NICE" "$MUTMUT" run --max-children "${MUTATION_CHILDREN:-1}" || status=$?
 nice -n "$NICE" "$MUTMUT" results --all true > "$WORK/results.txt"
 nice -n "$NICE" "$MUTMUT" export-cicd-stats >/dev/null 2>&1 || true
 cat "$WORK/mutants/mutmut-cicd-stats.json" 2>/dev/null || true
