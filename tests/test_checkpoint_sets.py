@@ -4,6 +4,7 @@ The kill-and-resume behaviour of the trainer with these files is in tests/test_k
 """
 import errno
 import os
+import re
 
 import pytest
 import torch
@@ -343,3 +344,66 @@ def test_removed_temporary_files_are_named_by_their_paths(tmp_path):
     stray = root / 'models' / 'net_g_8.pth.partial-4242'
     stray.write_bytes(b'cut short')
     assert checkpoint_sets.remove_temporary_files(str(root)) == [str(stray)] and not stray.exists()
+
+
+@pytest.fixture
+def torchrun(monkeypatch):
+    """torch.distributed as a torchrun rank sees it; ``broadcast_object_list`` recorded, and on ranks other than 0
+    filled with what rank 0 sends (``sent``)."""
+    from losses_plugin import resume
+
+    world = {'rank': 0, 'size': 2, 'sent': None, 'broadcasts': []}
+    monkeypatch.setattr(resume.dist, 'is_available', lambda: True)
+    monkeypatch.setattr(resume.dist, 'is_initialized', lambda: True)
+    monkeypatch.setattr(resume.dist, 'get_world_size', lambda: world['size'])
+    monkeypatch.setattr(resume.dist, 'get_rank', lambda: world['rank'])
+
+    def broadcast_object_list(objects, src):
+        world['broadcasts'].append((list(objects), src))
+        if world['rank'] != src:
+            objects[:] = world['sent']
+
+    monkeypatch.setattr(resume.dist, 'broadcast_object_list', broadcast_object_list)
+    return world
+
+
+@pytest.mark.parametrize('rank', [0, 1])
+def test_under_torchrun_rank_0_chooses_the_set_and_every_rank_resumes_from_it(tmp_path, monkeypatch, torchrun, rank):
+    from losses_plugin.resume import _agreed_choice
+
+    root, opt = experiment(tmp_path)
+    save_set(checkpoint_sets.writer(opt), root, 4)
+    monkeypatch.chdir(tmp_path)  # --auto_resume looks in experiments/<name> of the working directory
+    chosen = 'experiments/run/training_states/4.state'
+    torchrun.update(rank=rank, sent=[chosen, None])
+    path, state = _agreed_choice(opt)
+    assert path == chosen and state['iter'] == 4 and opt['path']['resume_state'] == chosen
+    assert torchrun['broadcasts'] == [([chosen, None] if rank == 0 else [None, None], 0)]
+
+
+@pytest.mark.parametrize('rank', [0, 1])
+def test_under_torchrun_rank_0s_error_or_fresh_start_is_every_ranks(tmp_path, monkeypatch, torchrun, rank):
+    from losses_plugin.resume import _agreed_choice
+
+    root, opt = experiment(tmp_path)
+    opt['auto_resume'] = False
+    opt['path']['resume_state'] = str(root / 'training_states' / '8.state')
+    message = (f"path.resume_state: {root}/training_states/8.state is missing; the newest complete checkpoint there "
+               'is none')
+    torchrun.update(rank=rank, sent=[None, message])
+    with pytest.raises(OptionError, match=f'^{re.escape(message)}$'):
+        _agreed_choice(opt)
+    assert torchrun['broadcasts'][0][1] == 0
+    opt['path']['resume_state'] = None
+    torchrun.update(sent=[None, None], broadcasts=[])
+    assert _agreed_choice(opt) == (None, None) and torchrun['broadcasts'] == [([None, None], 0)]
+
+
+def test_one_process_chooses_without_a_broadcast(tmp_path, monkeypatch, torchrun):
+    from losses_plugin.resume import _agreed_choice
+
+    root, opt = experiment(tmp_path)
+    save_set(checkpoint_sets.writer(opt), root, 4)
+    monkeypatch.chdir(tmp_path)
+    torchrun['size'] = 1
+    assert _agreed_choice(opt)[0] == 'experiments/run/training_states/4.state' and torchrun['broadcasts'] == []

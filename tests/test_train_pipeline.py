@@ -379,3 +379,81 @@ def test_a_checkpoint_records_its_epoch_and_the_epoch_length(demo_data, tmp_path
     state = torch.load(states / '8.state', map_location='cpu', weights_only=False)
     assert (state['epoch'], state['iter']) == (1, 8)  # 6 iterations an epoch
     assert torch.load(states / '8_rng.pth', weights_only=True)['iters_per_epoch'] == 6
+
+
+@pytest.fixture
+def fresh_logger(monkeypatch):
+    """Makes BasicSR's root logger as a new `basicsr train` process finds it, so the next run opens its own log
+    file (a function: call it again before each run)."""
+    from basicsr.utils import logger as basicsr_logger
+
+    logger = logging.getLogger('basicsr')
+    monkeypatch.setattr(logger, 'level', logger.level)
+    monkeypatch.setattr(logger, 'propagate', logger.propagate)
+
+    def reset():
+        monkeypatch.setattr(basicsr_logger, 'initialized_logger', {})
+        monkeypatch.setattr(logger, 'handlers', [])
+
+    reset()
+    return reset
+
+
+def test_the_log_file_holds_the_versions_the_options_and_what_resuming_said(demo_data, tmp_path, monkeypatch,
+                                                                           fresh_logger):
+    def log_text():  # the run's one log file, read and removed (two runs in a second would share a name)
+        [log] = experiment.glob('train_logged_*.log')
+        text = log.read_text()
+        log.unlink()
+        return text
+
+    experiment = tmp_path / 'experiments' / 'logged'
+    run(tmp_path, monkeypatch, options(demo_data, 'logged', 8, save_checkpoint_freq=4))
+    first = log_text()
+    (experiment / 'training_states' / '8.state').unlink()  # networks of 8 without their state
+    fresh_logger()
+    run(tmp_path, monkeypatch, options(demo_data, 'logged', 8, save_checkpoint_freq=4), '--auto_resume')
+    resumed = log_text()
+    assert 'Version Information: \n\tBasicSR: 1.4.2' in first and 'name: logged' in first
+    assert 'Resuming training from iter: 4.' in resumed
+    assert ('WARNING: --auto_resume steps over the checkpoint of iteration 8: '
+            f'{experiment}/models/net_g_8.pth is there without the training state of its iteration') in resumed
+
+
+def test_tensorboard_logs_under_the_root_and_an_old_folder_is_archived(demo_data, tmp_path, monkeypatch):
+    old = tmp_path / 'tb_logger' / 'tb'
+    old.mkdir(parents=True)
+    (old / 'an old run').write_text('')
+    opt = options(demo_data, 'tb', 2, use_tb_logger=True)
+    run(tmp_path, monkeypatch, opt)
+    assert list((tmp_path / 'tb_logger' / 'tb').glob('events.out.tfevents.*'))
+    archived = list((tmp_path / 'tb_logger').glob('tb_archived_*'))
+    assert len(archived) == 1 and (archived[0] / 'an old run').exists()
+    assert torch.backends.cudnn.benchmark is True  # as BasicSR's loop: fastest kernels unless train.deterministic
+    run(tmp_path, monkeypatch, options(demo_data, 'debug_tb', 2, use_tb_logger=True))
+    assert not (tmp_path / 'tb_logger' / 'debug_tb').exists()  # BasicSR's rule: no TensorBoard for debug runs
+
+
+class FakePrefetcher:
+    def __init__(self, loader, opt):
+        self.batches, self.opt = iter(loader), opt
+
+    def next(self):
+        return next(self.batches, None)
+
+
+def test_cuda_prefetching_yields_the_prefetchers_batches(monkeypatch):
+    monkeypatch.setattr(train, 'CUDAPrefetcher', FakePrefetcher)
+    opt = {'datasets': {'train': {'prefetch_mode': 'cuda', 'pin_memory': True}}}
+    assert list(train.epoch_batches([1, 2, 3], opt)) == [1, 2, 3]
+
+
+def test_stop_signals_restart_interrupted_system_calls_and_restore_the_handlers(monkeypatch):
+    calls = []
+    monkeypatch.setattr(train.signal, 'siginterrupt', lambda signum, flag: calls.append((signum, flag)))
+    before = {s: signal.getsignal(s) for s in train.StopSignals.SIGNALS}
+    with train.StopSignals() as stop:
+        assert stop.received == 0
+        assert all(signal.getsignal(s) == stop._handle for s in train.StopSignals.SIGNALS)
+    assert calls == [(signal.SIGTERM, False), (signal.SIGINT, False)]
+    assert {s: signal.getsignal(s) for s in train.StopSignals.SIGNALS} == before
