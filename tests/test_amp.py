@@ -383,3 +383,8 @@ def test_deterministic_says_what_it_turned_on(tmp_path, global_algorithm_setting
         logger.setLevel(level)
     assert ('train.deterministic: cudnn.benchmark off, deterministic algorithms on (torch warns about an operation '
             'that has none)') in messages
+
+
+def test_channels_last_is_for_training_only():
+    assert training_step.channels_last_requested({'is_train': True, 'train': {'channels_last': True}}) is True
+    assert training_step.channels_last_requested({'is_train': False, 'train': {'channels_last': True}}) is False

@@ -49,6 +49,9 @@ def test_the_watched_total():
     ({'max_rewinds': True}, 'train.loss_spike.max_rewinds: expected an integer >= 0, got True'),
     ({'factor': 1}, 'train.loss_spike.factor: expected a number > 1, got 1'),
     ({'lr_factor': 0}, 'train.loss_spike.lr_factor: expected a number in (0, 1], got 0'),
+    ({'lr_factor': 1.5}, 'train.loss_spike.lr_factor: expected a number in (0, 1], got 1.5'),
+    ({'windw': 5, 'factr': 2}, 'train.loss_spike: unknown key(s) factr, windw; known: action, key, window, factor, '
+                               'warmup, snapshot_every, max_rewinds, lr_factor, lr_iters'),
     ({'key': 3}, "train.loss_spike.key: expected a logged loss name or 'total', got 3"),
 ])
 def test_bad_options_are_one_line_errors(opt, message):
@@ -472,3 +475,44 @@ def test_a_policy_switched_off_on_resume_ignores_the_saved_policy_state(tmp_path
     plain = build_model(options(tmp_path, 'SRModel'))
     plain.step_guard.load_state_dict(state)
     assert plain.step_guard.loss_spike is None
+
+
+def test_the_detector_at_its_bounds():
+    """No test at the warm-up's last iteration; a mean of exactly factor x the lowest is not a spike."""
+    detector = SpikeDetector(window=1, factor=2, warmup=2)
+    assert detector.add(2, 1.0) is None and detector.lowest is None
+    assert detector.add(3, 0.5) is None and detector.lowest == 0.5
+    assert detector.add(4, 1.0) is None
+    assert detector.add(5, 1.01) == 1.01
+
+
+def test_factors_and_rates_inside_their_ranges_are_taken():
+    options = _read_options({'factor': 1.5, 'lr_factor': 1.0})
+    assert options['factor'] == 1.5 and options['lr_factor'] == 1.0
+
+
+def test_no_rate_is_lowered_before_any_rewind(tmp_path, monkeypatch):
+    run = ScriptedRun(tmp_path, jump_at(40), lr_factor=0.25, lr_iters=3)
+    used, step = [], run.model.optimizer_g.step
+    monkeypatch.setattr(run.model.optimizer_g, 'step', lambda *a, **k: (
+        used.append(run.model.optimizer_g.param_groups[0]['lr']), step(*a, **k))[1])
+    run.run(1, 2)
+    assert used == [run.model.optimizer_g.param_groups[0]['lr']] * 2
+
+
+def test_only_rank_0_tests_the_loss(tmp_path):
+    """Under DDP only rank 0's log holds the ranks' mean (BasicSR's reduce_loss_dict); the others follow its
+    decision (any_rank)."""
+    run = ScriptedRun(tmp_path, jump_at(40))
+    run.model.opt['rank'] = 1
+    run.run(1, 30)
+    assert run.policy.detector.values == [] and run.policy.detector.lowest is None
+
+
+def test_a_total_the_model_does_not_log_names_what_it_logs(tmp_path):
+    run = ScriptedRun(tmp_path, jump_at(40))
+    run.model.update_learning_rate(1)
+    run.model.log_dict = {'wc': 1.0, 'k': 2.0}
+    with pytest.raises(OptionError, match=r'^train.loss_spike.key: SRModel logs no l_total, l_pix, l_percep or '
+                                          r'l_style; it logs wc, k$'):
+        run.model.update_learning_rate(2)
