@@ -516,3 +516,14 @@ def test_a_total_the_model_does_not_log_names_what_it_logs(tmp_path):
     with pytest.raises(OptionError, match=r'^train.loss_spike.key: SRModel logs no l_total, l_pix, l_percep or '
                                           r'l_style; it logs wc, k$'):
         run.model.update_learning_rate(2)
+
+
+def test_with_no_snapshot_a_window_back_the_oldest_kept_is_restored(tmp_path):
+    """A run resumed with a longer window than its snapshots were kept for: as far back as it can go."""
+    run = ScriptedRun(tmp_path, jump_at(40))
+    run.run(1, 42)
+    assert [s[0] for s in run.policy.snapshots] == [35, 40]
+    run.policy.window = run.policy.detector.window = 10  # 42 - 10 = 32: no snapshot that old
+    run.policy.detector.values = [0.1] * 8 + [1.0] * 2
+    run.model.update_learning_rate(43)
+    assert run.policy.rewinds == 1 and run.holds(35)
