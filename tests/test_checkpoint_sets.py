@@ -36,7 +36,9 @@ def save_set(writer, root, iteration, networks=('g', 'w')):
     for net in networks:
         writer.write(iteration, {'params': {'weight': torch.full((64, ), float(iteration))}},
                      str(root / 'models' / f'net_{net}_{iteration}.pth'))
-    writer.commit(iteration, {'epoch': 0, 'iter': iteration}, str(root / 'training_states' / f'{iteration}.state'))
+    # a tensor in the state, as its optimiser states hold: loading it maps it to a device
+    writer.commit(iteration, {'epoch': 0, 'iter': iteration, 'optimizers': [{'step': torch.tensor(float(iteration))}]},
+                  str(root / 'training_states' / f'{iteration}.state'))
 
 
 def files_of(root):
@@ -325,16 +327,16 @@ def test_a_state_that_is_missing_foreign_or_not_a_state_is_named_so(tmp_path):
 def test_every_newer_incomplete_set_is_stepped_over_and_below_excludes_its_iteration(tmp_path):
     root, opt = experiment(tmp_path)
     writer = checkpoint_sets.writer(opt)
-    for iteration in (4, 8, 12, 16):
+    for iteration in (4, 8, 12, 16, 20):
         save_set(writer, root, iteration)
     (root / 'training_states' / '16.state').unlink()  # networks without their state
-    torn = root / 'models' / 'net_w_12.pth'
-    torn.write_bytes(torn.read_bytes()[:10])
+    for torn in (root / 'models' / 'net_w_12.pth', root / 'models' / 'net_g_20.pth'):
+        torn.write_bytes(torn.read_bytes()[:10])
     folder = str(root / 'training_states')
     path, state, stepped = checkpoint_sets.newest_complete_set(folder)
-    assert path.endswith('/8.state') and state['iter'] == 8
+    assert path.endswith('/8.state') and state['iter'] == 8 and state['optimizers'][0]['step'].device.type == 'cpu'
     assert [(i, os.path.basename(f)) for i, f, _ in stepped] == [
-        (16, '16_rng.pth'), (16, 'net_g_16.pth'), (16, 'net_w_16.pth'), (12, 'net_w_12.pth')]
+        (20, 'net_g_20.pth'), (16, '16_rng.pth'), (16, 'net_g_16.pth'), (16, 'net_w_16.pth'), (12, 'net_w_12.pth')]
     assert checkpoint_sets.newest_complete_set(folder, below=8)[0].endswith('/4.state')
     assert checkpoint_sets.newest_complete_set(folder, below=9)[0].endswith('/8.state')
 
@@ -407,3 +409,11 @@ def test_one_process_chooses_without_a_broadcast(tmp_path, monkeypatch, torchrun
     monkeypatch.chdir(tmp_path)
     torchrun['size'] = 1
     assert _agreed_choice(opt)[0] == 'experiments/run/training_states/4.state' and torchrun['broadcasts'] == []
+
+
+def test_a_state_whose_loading_fails_without_a_message_says_which_error(tmp_path, monkeypatch):
+    root, opt = experiment(tmp_path)
+    save_set(checkpoint_sets.writer(opt), root, 4)
+    monkeypatch.setattr(checkpoint_sets, 'load_state', lambda *a: (_ for _ in ()).throw(EOFError()))
+    path = str(root / 'training_states' / '4.state')
+    assert checkpoint_sets.check_set(path) == (None, [(path, 'cannot be loaded (EOFError: )')])

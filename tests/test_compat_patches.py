@@ -35,10 +35,14 @@ def test_cpu_resume_replaces_basicsrs_load_resume_state(monkeypatch):
 def test_sorted_folders_replaces_every_reference_in_basicsrs_data_modules(monkeypatch):
     from basicsr.data import data_util
 
+    calls = []
+
     def pairs(folders, keys, filename_tmpl):
+        calls.append((folders, keys, filename_tmpl))
         return [{'lq_path': '1', 'gt_path': 'b'}, {'lq_path': '2', 'gt_path': 'a'}]  # lq and gt orders differ
 
     def paths(folder):
+        calls.append(folder)
         return ['c', 'a', 'b']
 
     monkeypatch.setattr(data_util, 'paired_paths_from_folder', pairs)
@@ -56,6 +60,7 @@ def test_sorted_folders_replaces_every_reference_in_basicsrs_data_modules(monkey
         assert module.paired_paths_from_folder(['lq', 'gt'], ['lq', 'gt'], '{}') == [
             {'lq_path': '2', 'gt_path': 'a'}, {'lq_path': '1', 'gt_path': 'b'}]
     assert dataset.other is paths and unrelated.paths_from_folder is paths
+    assert calls == ['folder', (['lq', 'gt'], ['lq', 'gt'], '{}')] * 2  # BasicSR's listing, of what was asked
 
 
 @pytest.fixture
@@ -68,8 +73,8 @@ def recorded_initialisation(monkeypatch):
     for name in ('_init_dist_pytorch', '_init_dist_slurm'):
         monkeypatch.setattr(dist_util, name, lambda backend, _n=name, **kw: calls.append(('cuda' + _n, backend, kw)))
         monkeypatch.setattr(compat, name + '_cpu', lambda backend, _n=name, **kw: calls.append(('cpu' + _n, backend, kw)))
-    monkeypatch.setattr(BaseModel, 'model_to_device', lambda self, net: ('basicsr', net))
-    monkeypatch.setattr(compat, '_model_to_cpu_ddp', lambda model, net: ('cpu ddp', net))
+    monkeypatch.setattr(BaseModel, 'model_to_device', lambda self, net: ('basicsr', self, net))
+    monkeypatch.setattr(compat, '_model_to_cpu_ddp', lambda model, net: ('cpu ddp', model, net))
     monkeypatch.setattr(distributed, 'trains_on_cpu', lambda argv: calls.append(('argv', argv)) or True)
     monkeypatch.setattr(distributed.settings, 'cpu_backend', None)
     compat.patch_cpu_distributed()
@@ -108,7 +113,7 @@ def test_only_distributed_cpu_training_wraps_in_cpu_ddp(recorded_initialisation,
 
     net = torch.nn.Linear(1, 1)
     model = SimpleNamespace(opt={'dist': dist}, device=torch.device(device))
-    assert BaseModel.model_to_device(model, net) == (expected, net)
+    assert BaseModel.model_to_device(model, net) == (expected, model, net)
 
 
 def test_cpu_ddp_takes_find_unused_parameters_from_the_options(monkeypatch):
@@ -204,3 +209,19 @@ def test_apply_applies_each_patch_once_in_order(monkeypatch):
     compat.apply()
     compat.apply()
     assert calls == list(names) and compat._applied is True
+
+
+def test_a_model_without_a_step_guard_resumes_as_basicsr_does(monkeypatch):
+    """BasicSR's GAN models take no step guard; a state that holds one (saved by another model) is theirs too."""
+    resumed = []
+    monkeypatch.setitem(compat._basicsr, 'resume_training', lambda model, state: resumed.append(state))
+    model = SimpleNamespace()
+    state = {'iter': 4, 'step_guard': {'skips_in_a_row': {}}}
+    compat._resume_training_with_the_step_guard(model, state)
+    assert resumed == [state]
+    loaded = []
+    model.step_guard = SimpleNamespace(load_state_dict=loaded.append)
+    compat._resume_training_with_the_step_guard(model, state)
+    assert loaded == [state['step_guard']]
+    compat._resume_training_with_the_step_guard(model, {'iter': 4})  # saved without one
+    assert loaded == [state['step_guard']]
