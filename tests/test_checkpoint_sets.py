@@ -417,3 +417,44 @@ def test_a_state_whose_loading_fails_without_a_message_says_which_error(tmp_path
     monkeypatch.setattr(checkpoint_sets, 'load_state', lambda *a: (_ for _ in ()).throw(EOFError()))
     path = str(root / 'training_states' / '4.state')
     assert checkpoint_sets.check_set(path) == (None, [(path, 'cannot be loaded (EOFError: )')])
+
+
+def test_in_the_background_the_sets_folders_are_fsynced_then_the_states(tmp_path, monkeypatch):
+    root, opt = experiment(tmp_path)
+    writer = checkpoint_sets.writer(opt)
+    writer.background = True
+    folders = []
+    fsync_folder = checkpoint_files.fsync_folder
+    monkeypatch.setattr(checkpoint_files, 'fsync_folder', lambda f: (folders.append(f), fsync_folder(f))[1])
+    save_set(writer, root, 4, networks=('g', ))  # 4_rng.pth, net_g_4.pth, then 4.state
+    assert writer.saved(4) == []
+    assert folders == [str(root / 'models'), str(root / 'training_states'), str(root / 'training_states')]
+
+
+def test_an_unexpected_error_in_the_background_reaches_the_training_thread(tmp_path, monkeypatch):
+    root, opt = experiment(tmp_path, keep=1)
+    writer = checkpoint_sets.writer(opt)
+    writer.background = True
+    monkeypatch.setattr(writer, '_retain', lambda: 1 / 0)
+    save_set(writer, root, 4)
+    with pytest.raises(ZeroDivisionError):
+        writer.wait()
+    writer.wait()  # raised once
+
+
+def test_networks_saved_outside_a_set_that_cannot_be_put_in_place_are_warned_about(tmp_path, monkeypatch, caplog):
+    """A model whose save writes networks only (no training state to commit them) in the background."""
+    root, opt = experiment(tmp_path)
+    writer = checkpoint_sets.writer(opt)
+    writer.background = True
+    path = str(root / 'models' / 'net_g_4.pth')
+    writer.write(4, {'params': {}}, path)
+
+    def full_disk(temporary, destination):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(checkpoint_files, 'publish', full_disk)
+    assert writer.saved(-1) == []
+    assert writer.failed[4] == [f'{path}: No space left on device']
+    assert caplog.records[-1].getMessage() == (f'Could not save {path}: [Errno 28] No space left on device; the '
+                                               'checkpoint of this iteration will not count; training goes on.')

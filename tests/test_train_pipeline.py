@@ -60,6 +60,7 @@ def test_resume_mid_epoch_and_across_epochs_is_bit_exact(demo_data, tmp_path, mo
         '--force_yml', 'train:total_iter=9')
     assert 'Resuming training from iter: 4.' in info_lines
     assert 'Start training from epoch: 0, iter: 4' in info_lines
+    assert not [line for line in info_lines if 'An epoch had' in line or 'random-generator' in line]
     assert any('Iterations per epoch: 6; total iterations: 9.' in line for line in info_lines)
     assert_same(weights(tmp_path, 'resumed'), weights(tmp_path, 'straight'))
     assert not all(torch.equal(different[k], weights(tmp_path, 'straight')[k]) for k in different)
@@ -122,9 +123,19 @@ def test_validation_print_and_checkpoint_frequencies(demo_data, tmp_path, monkey
         model.validation = lambda loader, current_iter, *a: (calls.append(current_iter), original(loader, current_iter, *a))
         return model
 
-    monkeypatch.setattr(train, 'build_model', build_model)
+    steps = []
+
+    def build_model_counting(o):
+        model = build_model(o)
+        step = model.optimize_parameters
+        model.optimize_parameters = lambda i: (steps.append(i), step(i))
+        return model
+
+    monkeypatch.setattr(train, 'build_model', build_model_counting)
     run(tmp_path, monkeypatch, opt)
-    assert calls == [2, 4, 6, 6]  # every val_freq iterations, then after the final save
+    assert steps == [1, 2, 3, 4, 5, 6] and calls == [2, 4, 6, 6]  # every val_freq iterations, then after the end
+    # the sets were completed in the background while training went on
+    assert checkpoint_sets.writer(opt_with_root(opt, tmp_path)).background is True
     states = tmp_path / 'experiments' / 'freq' / 'training_states'
     assert sorted(p.name for p in states.glob('*.state')) == ['3.state', '6.state']
     assert sorted(p.name for p in states.glob('*_rng.pth')) == ['3_rng.pth', '6_rng.pth']
@@ -436,7 +447,8 @@ def test_tensorboard_logs_under_the_root_and_an_old_folder_is_archived(demo_data
 
 class FakePrefetcher:
     def __init__(self, loader, opt):
-        self.batches, self.opt = iter(loader), opt
+        assert opt['datasets']['train']['prefetch_mode'] == 'cuda'  # it reads the device and batch keys there
+        self.batches = iter(loader)
 
     def next(self):
         return next(self.batches, None)
@@ -457,3 +469,41 @@ def test_stop_signals_restart_interrupted_system_calls_and_restore_the_handlers(
         assert all(signal.getsignal(s) == stop._handle for s in train.StopSignals.SIGNALS)
     assert calls == [(signal.SIGTERM, False), (signal.SIGINT, False)]
     assert {s: signal.getsignal(s) for s in train.StopSignals.SIGNALS} == before
+
+
+def opt_with_root(opt, root):
+    return dict(opt, path={'experiments_root': str(root / 'experiments' / opt['name'])})
+
+
+def test_resume_with_another_epoch_length_warns_in_the_log(demo_data, tmp_path, monkeypatch, info_lines):
+    run(tmp_path, monkeypatch, options(demo_data, 'longer', 2, save_checkpoint_freq=2))
+    opt = options(demo_data, 'longer', 3, save_checkpoint_freq=2)
+    opt['datasets']['train']['dataset_enlarge_ratio'] = 1
+    run(tmp_path, monkeypatch, opt, '--auto_resume')
+    assert ('An epoch had 6 iterations when saved and has 3 now (batch size, world size or data changed): the sample '
+            'order will not continue exactly.') in info_lines
+
+
+def test_a_state_basicsr_wrote_resumes_from_the_networks_of_its_iteration(demo_data, tmp_path, monkeypatch):
+    """A state without the list of its set's files (written before checkpoint sets, or by BasicSR itself): BasicSR's
+    check_resume names the networks of its iteration."""
+    run(tmp_path, monkeypatch, options(demo_data, 'straight', 6))
+    run(tmp_path, monkeypatch, options(demo_data, 'legacy', 3, save_checkpoint_freq=3))
+    state_path = tmp_path / 'experiments' / 'legacy' / 'training_states' / '3.state'
+    state = torch.load(state_path, map_location='cpu', weights_only=False)
+    del state[checkpoint_sets.FILES_KEY]
+    torch.save(state, state_path)
+    run(tmp_path, monkeypatch, options(demo_data, 'legacy', 3, save_checkpoint_freq=3), '--auto_resume',
+        '--force_yml', 'train:total_iter=6')
+    assert_same(weights(tmp_path, 'legacy'), weights(tmp_path, 'straight'))
+
+
+def test_tensorboard_goes_under_the_root_given_not_the_working_directory(demo_data, tmp_path, monkeypatch):
+    root = tmp_path / 'root'
+    root.mkdir()
+    path = write_options(options(demo_data, 'rooted', 1, use_tb_logger=True), tmp_path / 'rooted.yml')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, 'argv', ['train', '-opt', str(path)])
+    train.train_pipeline(str(root))
+    assert list((root / 'tb_logger' / 'rooted').glob('events.out.tfevents.*'))
+    assert not (tmp_path / 'tb_logger').exists()
