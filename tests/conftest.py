@@ -103,10 +103,14 @@ def basicsr_messages(level=logging.INFO):
     handler.emit = lambda record: messages.append(record.getMessage())
     logger = logging.getLogger('basicsr')
     logger.addHandler(handler)
+    previous = logger.level
+    if logger.getEffectiveLevel() > level:  # e.g. set up by an earlier test without a log file (level unset)
+        logger.setLevel(level)
     try:
         yield messages
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(previous)
 
 
 def basicsr_warnings():
