@@ -141,6 +141,7 @@ def test_validation_print_and_checkpoint_frequencies(demo_data, tmp_path, monkey
     assert sorted(p.name for p in states.glob('*_rng.pth')) == ['3_rng.pth', '6_rng.pth']
     assert (tmp_path / 'experiments' / 'freq' / 'models' / 'net_g_latest.pth').is_file()
     logged = [line for line in info_lines if line.startswith('[freq..][epoch:')]
+    assert all('] [eta: ' in line and ', time (data): ' in line for line in logged)  # BasicSR's timing fields
     assert [line.split('iter:')[1].split(',')[0].strip() for line in logged] == ['2', '4', '6']
     assert sum(line == 'Saving models and training states.' for line in info_lines) == 2
     assert 'Save the latest model.' in info_lines
@@ -247,7 +248,8 @@ def test_a_loss_spike_that_stops_saves_the_restored_state(demo_data, tmp_path, m
     state = tmp_path / 'experiments' / 'spike' / 'training_states' / f'{saved}.state'
     assert checkpoint_sets.check_set(str(state))[1] == []
     restored = torch.load(state, map_location='cpu', weights_only=False)
-    assert restored['iter'] == saved
+    assert restored['iter'] == saved and restored['epoch'] == saved // 6
+    assert torch.load(state.parent / f'{saved}_rng.pth', weights_only=True)['iters_per_epoch'] == 6
     # the networks and moments from before the learning-rate jump (its 20th step), a window before the spike; the
     # schedule at the iteration the run goes on from
     assert restored['optimizers'][0]['state'][0]['step'] < 20
@@ -507,3 +509,58 @@ def test_tensorboard_goes_under_the_root_given_not_the_working_directory(demo_da
     train.train_pipeline(str(root))
     assert list((root / 'tb_logger' / 'rooted').glob('events.out.tfevents.*'))
     assert not (tmp_path / 'tb_logger').exists()
+
+
+def test_warm_up_scales_the_first_rates_and_is_off_without_the_key(demo_data, tmp_path, monkeypatch, info_lines):
+    opt = options(demo_data, 'warm', 2)
+    opt['train']['warmup_iter'] = 4
+    run(tmp_path, monkeypatch, opt)
+    rates = [line.split('lr:(')[1].split(',')[0] for line in info_lines if line.startswith('[warm..][epoch:')]
+    assert rates == ['2.500e-04', '5.000e-04']  # 1e-3 x 1/4, 2/4
+    info_lines.clear()
+    opt = options(demo_data, 'cold', 2)
+    opt['train'].pop('warmup_iter', None)
+    run(tmp_path, monkeypatch, opt)
+    assert [line.split('lr:(')[1].split(',')[0] for line in info_lines if line.startswith('[cold..][epoch:')] == [
+        '1.000e-03', '1.000e-03']
+
+
+def test_without_an_enlarge_ratio_an_epoch_is_the_data_once(demo_data, tmp_path, monkeypatch, info_lines):
+    opt = options(demo_data, 'once', 1)
+    del opt['datasets']['train']['dataset_enlarge_ratio']
+    run(tmp_path, monkeypatch, opt)
+    assert any('Iterations per epoch: 3; total iterations: 1.' in line for line in info_lines)
+
+
+def test_the_training_loader_leaves_the_global_generator_alone(demo_data, tmp_path, monkeypatch):
+    """Its workers' seeds come from its own generator: the global one (dropout, TLW's samples) is the model's."""
+    from basicsr.utils.options import parse_options
+
+    path = write_options(options(demo_data, 'loader', 1), tmp_path / 'loader.yml')
+    monkeypatch.setattr(sys, 'argv', ['train', '-opt', str(path)])  # the options as BasicSR completes them
+    parsed, _ = parse_options(str(tmp_path), is_train=True)
+    loader, sampler = train.build_train_loader(parsed)
+    torch.manual_seed(0)
+    expected = torch.rand(1)
+    torch.manual_seed(0)
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        assert len(list(loader)) == 6
+    assert torch.equal(torch.rand(1), expected)
+
+
+def test_a_loss_spike_stop_whose_state_cannot_be_saved_says_so(demo_data, tmp_path, monkeypatch):
+    opt = options(demo_data, 'spike_full', 40)
+    opt['train']['scheduler'] = {'type': 'MultiStepLR', 'milestones': [20], 'gamma': 3000.0}
+    opt['train']['loss_spike'] = {'action': 'stop', 'window': 4, 'warmup': 4, 'factor': 2, 'snapshot_every': 4}
+    write = checkpoint_files.write_temporary
+    monkeypatch.setattr(checkpoint_files, 'write_temporary', lambda obj, path: (
+        write(obj, path) if not path.endswith('.state') else
+        (_ for _ in ()).throw(OSError(errno.ENOSPC, 'No space left on device'))))
+    with pytest.raises(train.CheckpointNotSaved) as failed:
+        run(tmp_path, monkeypatch, opt)
+    message = str(failed.value)
+    assert message.startswith('iteration ') and ': loss spike: ' in message
+    assert message.endswith('.state: No space left on device); --auto_resume continues from the newest complete '
+                            'checkpoint.')
+    assert ' The restored state could not be saved (' in message
