@@ -458,3 +458,39 @@ def test_networks_saved_outside_a_set_that_cannot_be_put_in_place_are_warned_abo
     assert writer.failed[4] == [f'{path}: No space left on device']
     assert caplog.records[-1].getMessage() == (f'Could not save {path}: [Errno 28] No space left on device; the '
                                                'checkpoint of this iteration will not count; training goes on.')
+
+
+def test_a_state_is_loaded_onto_the_gpu_the_run_trains_on(monkeypatch):
+    from losses_plugin.resume import _device
+
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'current_device', lambda: 3)
+    assert _device({'num_gpu': 2}) == torch.device('cuda', 3)
+    assert _device({'num_gpu': 'auto'}) == torch.device('cuda', 3)
+    assert _device({'num_gpu': 0}) == _device({}) == torch.device('cpu')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    assert _device({'num_gpu': 2}) == torch.device('cpu')
+
+
+def test_the_fault_hook_names_an_action_and_comma_separated_patterns(monkeypatch):
+    monkeypatch.setenv(checkpoint_files.FAULT_HOOK, 'ENOSPC:net_w_*.pth,8.state')
+    assert checkpoint_files._fault('net_w_8.pth') == checkpoint_files._fault('8.state') == 'ENOSPC'
+    assert checkpoint_files._fault('net_g_8.pth') is None
+    monkeypatch.setenv(checkpoint_files.FAULT_HOOK, 'block:a:b.pth')  # the first colon ends the action
+    assert checkpoint_files._fault('a:b.pth') == 'block'
+
+
+def test_the_block_hook_holds_the_file_before_its_rename(tmp_path, monkeypatch):
+    """What the kill tests use to SIGKILL a run while a given file is being written."""
+    monkeypatch.setenv(checkpoint_files.FAULT_HOOK, 'block:net_g_8.pth')
+    slept = []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        raise KeyboardInterrupt  # where a SIGKILL would end the process
+
+    monkeypatch.setattr(checkpoint_files.time, 'sleep', sleep)
+    temporary, _ = checkpoint_files.write_temporary({'x': 1}, str(tmp_path / 'net_g_8.pth'))
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint_files.publish(temporary, str(tmp_path / 'net_g_8.pth'))
+    assert slept == [3600] and not os.listdir(tmp_path)  # neither the file nor its temporary one
