@@ -148,7 +148,8 @@ def test_validation_print_and_checkpoint_frequencies(demo_data, tmp_path, monkey
 
 
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
-def test_a_stop_signal_saves_that_iteration_and_the_resumed_run_is_exact(demo_data, tmp_path, monkeypatch, signum):
+def test_a_stop_signal_saves_that_iteration_and_the_resumed_run_is_exact(demo_data, tmp_path, monkeypatch, signum,
+                                                                       info_lines):
     run(tmp_path, monkeypatch, options(demo_data, 'straight', 7))
     built = train.build_model
 
@@ -173,6 +174,9 @@ def test_a_stop_signal_saves_that_iteration_and_the_resumed_run_is_exact(demo_da
     assert str(stopped.value) == (f'stopped by {signal.Signals(signum).name} at iteration 3; training state saved '
                                   f'to {state}; continue with --auto_resume')
     assert checkpoint_sets.check_set(str(state))[1] == []
+    assert torch.load(state, map_location='cpu', weights_only=False)['epoch'] == 0
+    assert torch.load(state.parent / '3_rng.pth', weights_only=True)['iters_per_epoch'] == 6
+    assert f'Stopped by {signal.Signals(signum).name}: saved the training state of iteration 3.' in info_lines
     assert not (tmp_path / 'experiments' / 'stopped' / 'models' / 'net_g_latest.pth').exists()
     monkeypatch.setattr(train, 'build_model', built)
     run(tmp_path, monkeypatch, options(demo_data, 'stopped', 7, save_checkpoint_freq=5), '--auto_resume')
@@ -564,3 +568,18 @@ def test_a_loss_spike_stop_whose_state_cannot_be_saved_says_so(demo_data, tmp_pa
     assert message.endswith('.state: No space left on device); --auto_resume continues from the newest complete '
                             'checkpoint.')
     assert ' The restored state could not be saved (' in message
+
+
+def test_validation_images_metrics_and_weight_maps_reach_tensorboard_and_disk(demo_data, tmp_path, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    opt = options(demo_data, 'shown', 4, use_tb_logger=True, log_weight_maps=True)
+    opt['train']['pixel_opt'] = {'type': 'SPLoss', 'alpha': 2.0}
+    opt['val'].update(val_freq=2, save_img=True)
+    run(tmp_path, monkeypatch, opt)
+    events = EventAccumulator(str(tmp_path / 'tb_logger' / 'shown')).Reload()
+    assert {'weight_maps/cri_pix', 'weight_maps/cri_pix_gt'} <= set(events.Tags()['images'])
+    assert [e.step for e in events.Images('weight_maps/cri_pix')] == [2, 4]
+    assert [e.step for e in events.Scalars('metrics/DemoVal/psnr')] == [2, 4, 4]  # in the loop, then at the end
+    assert sorted(p.name for p in (tmp_path / 'experiments' / 'shown' / 'visualization').rglob('*.png')) == [
+        'chelsea_2.png', 'chelsea_4.png', 'coffee_2.png', 'coffee_4.png']
