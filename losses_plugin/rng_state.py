@@ -15,8 +15,9 @@ import torch.distributed as dist
 from losses_plugin import checkpoint_sets
 
 
-def rng_state_path(opt, current_iter):
-    return os.path.join(opt['path']['training_states'], f'{current_iter}_rng.pth')
+def rng_state_path(opt, current_iter, folder=None):
+    """``<iter>_rng.pth`` in ``folder`` (default: the run's ``training_states``)."""
+    return os.path.join(folder or opt['path']['training_states'], f'{current_iter}_rng.pth')
 
 
 def capture():
@@ -66,8 +67,8 @@ def load(opt, current_iter):
     They are read beside the state the run resumes from (``path.resume_state``, which ``--auto_resume`` sets too):
     a state of another experiment's folder has its generators there, not in this run's ``training_states``.
     """
-    folder = os.path.dirname(opt['path'].get('resume_state') or rng_state_path(opt, current_iter))
-    path = os.path.join(folder, f'{current_iter}_rng.pth')
+    resumed = opt['path'].get('resume_state')
+    path = rng_state_path(opt, current_iter, os.path.dirname(resumed) if resumed else None)
     if not os.path.isfile(path):
         return None
     saved = torch.load(path, weights_only=True)

@@ -5,7 +5,6 @@ a few iterations follow the float32 loss curve within a stated tolerance; float1
 the training state and restored on resume.
 """
 import copy
-import logging
 import os
 import re
 from types import SimpleNamespace
@@ -367,20 +366,12 @@ def test_channels_last_lays_out_4d_buffers_too():
 
 
 def test_deterministic_says_what_it_turned_on(tmp_path, global_algorithm_settings):
-    messages = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = lambda record: messages.append(record.getMessage())
-    logger = logging.getLogger('basicsr')
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        opt = options(tmp_path, 'SRModel')
-        opt['train']['deterministic'] = True
+    from conftest import basicsr_messages
+
+    opt = options(tmp_path, 'SRModel')
+    opt['train']['deterministic'] = True
+    with basicsr_messages() as messages:
         one_step(opt)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
     assert ('train.deterministic: cudnn.benchmark off, deterministic algorithms on (torch warns about an operation '
             'that has none)') in messages
 
